@@ -1,0 +1,1 @@
+"""The call relay: Twilio Media Streams <-> OpenAI Realtime (GA)."""

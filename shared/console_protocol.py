@@ -1,0 +1,117 @@
+"""The relay <-> console protocol on `/logs` (see docs/console-protocol.md).
+
+Commands from a console are an allow-list of strict Structs: an unknown `type`, an
+unknown field or a wrong type is refused with a message naming what was wrong.
+Events to consoles are plain JSON objects with `type` and (for call events) `call_sid`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+MAX_COMMAND_BYTES = 64 * 1024
+
+_cmd: dict[str, Any] = {"tag_field": "type", "forbid_unknown_fields": True, "kw_only": True}
+
+
+class Command(msgspec.Struct, **_cmd):
+    id: str | UnsetType = UNSET  # echoed in command.ok / command.error
+
+
+class SessionUpdateCommand(Command, tag="session.update"):
+    """Change the session of one live call, the default for new calls, or both."""
+
+    session: dict[str, Any]
+    call_sid: str | None = None
+    scope: Literal["call", "default", "both"] = "call"
+
+
+class ItemCreateCommand(Command, tag="conversation.item.create"):
+    call_sid: str
+    item: dict[str, Any]
+
+
+class ResponseCreateCommand(Command, tag="response.create"):
+    call_sid: str
+    response: dict[str, Any] | UnsetType = UNSET
+
+
+class ResponseCancelCommand(Command, tag="response.cancel"):
+    call_sid: str
+
+
+class CommitAudioCommand(Command, tag="input_audio_buffer.commit"):
+    call_sid: str
+
+
+class FunctionOutputCommand(Command, tag="function_call.output"):
+    call_sid: str
+    call_id: str
+    output: str
+
+
+class EndCallCommand(Command, tag="call.end"):
+    call_sid: str
+
+
+class SimCallCommand(Command, tag="sim.call"):
+    """Simulator mode only: the relay places a simulated call to itself."""
+
+    seconds: float = 20.0
+    say: list[str] | UnsetType = UNSET
+
+
+class PingCommand(Command, tag="ping"):
+    pass
+
+
+ConsoleCommand = Union[
+    SessionUpdateCommand,
+    ItemCreateCommand,
+    ResponseCreateCommand,
+    ResponseCancelCommand,
+    CommitAudioCommand,
+    FunctionOutputCommand,
+    EndCallCommand,
+    SimCallCommand,
+    PingCommand,
+]
+
+COMMAND_TYPES = tuple(
+    c.__struct_config__.tag for c in ConsoleCommand.__args__  # type: ignore[attr-defined]
+)
+
+_decoder = msgspec.json.Decoder(ConsoleCommand)
+_encoder = msgspec.json.Encoder()
+
+
+class CommandError(ValueError):
+    pass
+
+
+def decode_command(data: bytes | str) -> ConsoleCommand:
+    """Decode and validate one console command; CommandError says what was refused."""
+    if len(data) > MAX_COMMAND_BYTES:
+        raise CommandError(f"command is {len(data)} bytes; the limit is {MAX_COMMAND_BYTES}")
+    try:
+        return _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        if "Invalid value" in text and "`$.type`" in text:
+            raise CommandError(
+                f"{text}; allowed command types: {', '.join(COMMAND_TYPES)}"
+            ) from None
+        raise CommandError(text) from None
+    except msgspec.DecodeError as exc:
+        raise CommandError(f"not valid JSON: {exc}") from None
+
+
+def encode_command(cmd: ConsoleCommand) -> bytes:
+    return _encoder.encode(cmd)
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    return _encoder.encode(event)

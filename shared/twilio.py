@@ -1,0 +1,134 @@
+"""Twilio Media Streams messages (bidirectional `<Connect><Stream>`), typed.
+
+Field names and string-typed numbers follow Twilio exactly (protocols.md section 1).
+Unknown fields are tolerated; an unknown `event` is a decode error the caller reports.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+
+class MediaFormat(msgspec.Struct):
+    encoding: str = "audio/x-mulaw"
+    sampleRate: int = 8000
+    channels: int = 1
+
+
+class StartInfo(msgspec.Struct):
+    streamSid: str
+    callSid: str
+    accountSid: str = ""
+    tracks: list[str] = msgspec.field(default_factory=lambda: ["inbound"])
+    customParameters: dict[str, str] = msgspec.field(default_factory=dict)
+    mediaFormat: MediaFormat = msgspec.field(default_factory=MediaFormat)
+
+
+class MediaInfo(msgspec.Struct):
+    payload: str
+    track: str = "inbound"
+    chunk: str = ""
+    timestamp: str = ""
+
+
+class MarkInfo(msgspec.Struct):
+    name: str
+
+
+class DtmfInfo(msgspec.Struct):
+    digit: str
+    track: str = "inbound_track"
+
+
+class StopInfo(msgspec.Struct):
+    accountSid: str = ""
+    callSid: str = ""
+
+
+class _Inbound(msgspec.Struct, tag_field="event"):
+    pass
+
+
+class Connected(_Inbound, tag="connected"):
+    protocol: str = "Call"
+    version: str = "1.0.0"
+
+
+class Start(_Inbound, tag="start"):
+    start: StartInfo
+    streamSid: str
+    sequenceNumber: str = "1"
+
+
+class Media(_Inbound, tag="media"):
+    media: MediaInfo
+    streamSid: str
+    sequenceNumber: str = ""
+
+
+class Mark(_Inbound, tag="mark"):
+    mark: MarkInfo
+    streamSid: str
+    sequenceNumber: str = ""
+
+
+class Dtmf(_Inbound, tag="dtmf"):
+    dtmf: DtmfInfo
+    streamSid: str
+    sequenceNumber: str = ""
+
+
+class Stop(_Inbound, tag="stop"):
+    streamSid: str
+    stop: StopInfo = msgspec.field(default_factory=StopInfo)
+    sequenceNumber: str = ""
+
+
+TwilioInbound = Union[Connected, Start, Media, Mark, Dtmf, Stop]
+
+# Outbound: only media, mark and clear are allowed (anything else is error 31951).
+
+
+class OutMediaInfo(msgspec.Struct):
+    payload: str
+
+
+class _Outbound(msgspec.Struct, tag_field="event"):
+    pass
+
+
+class OutMedia(_Outbound, tag="media"):
+    streamSid: str
+    media: OutMediaInfo
+
+
+class OutMark(_Outbound, tag="mark"):
+    streamSid: str
+    mark: MarkInfo
+
+
+class Clear(_Outbound, tag="clear"):
+    streamSid: str
+
+
+TwilioOutbound = Union[OutMedia, OutMark, Clear]
+
+_inbound_decoder = msgspec.json.Decoder(TwilioInbound)
+_outbound_decoder = msgspec.json.Decoder(TwilioOutbound)
+_encoder = msgspec.json.Encoder()
+
+
+def decode_inbound(data: bytes | str) -> TwilioInbound:
+    """Decode one frame Twilio sent; raises msgspec.DecodeError with a reason."""
+    return _inbound_decoder.decode(data)
+
+
+def decode_outbound(data: bytes | str) -> TwilioOutbound:
+    """Decode one frame sent to Twilio (used by the simulated caller)."""
+    return _outbound_decoder.decode(data)
+
+
+def encode(msg: TwilioInbound | TwilioOutbound) -> bytes:
+    return _encoder.encode(msg)
