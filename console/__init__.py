@@ -1,0 +1,1 @@
+"""The console: a Reflex web app to set up, watch and steer calls on the relay."""

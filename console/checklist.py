@@ -1,0 +1,272 @@
+"""The setup checklist: is everything in place for a real call? Each failed step says what to do.
+
+Fixes the original's defects: an empty webhook is a failure, PUBLIC_URL must answer as the
+relay (JSON /health, not an ngrok warning page), no hard-coded localhost, and in simulator
+mode the Twilio steps are skipped with the reason instead of blocking the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+
+from console.relay_api import relay_health
+from console.settings import ConsoleSettings
+from console.twilio_service import PhoneNumber, TwilioError, TwilioService
+
+Status = Literal["ok", "fail", "skipped"]
+TWILIO_CONSOLE = "https://console.twilio.com/"
+BUY_NUMBER = "https://console.twilio.com/us1/develop/phone-numbers/manage/incoming"
+
+
+@dataclass
+class Step:
+    key: str
+    title: str
+    status: Status
+    detail: str = ""
+    todo: str = ""  # what to do when it failed
+    link: str = ""
+
+
+@dataclass
+class ChecklistResult:
+    steps: list[Step]
+    numbers: list[PhoneNumber] = field(default_factory=list)
+    chosen: PhoneNumber | None = None
+    relay_health: dict[str, Any] | None = None
+
+    @property
+    def simulator(self) -> bool:
+        return bool(self.relay_health and self.relay_health.get("simulator"))
+
+    @property
+    def ready(self) -> bool:
+        return all(s.status != "fail" for s in self.steps)
+
+
+def _skip(key: str, title: str) -> Step:
+    return Step(
+        key,
+        title,
+        "skipped",
+        "simulator mode: the relay runs without OpenAI, so "
+        "calls come from the built-in simulator and Twilio is not needed",
+    )
+
+
+async def run_checklist(
+    settings: ConsoleSettings,
+    http: httpx.AsyncClient,
+    *,
+    twilio: TwilioService | None,
+    chosen_number_sid: str = "",
+    feed_connected: bool = False,
+) -> ChecklistResult:
+    result = ChecklistResult(steps=[])
+    steps = result.steps
+
+    health, why = await relay_health(http, settings.relay_url)
+    result.relay_health = health
+    relay_step = (
+        Step(
+            "relay",
+            "Relay reachable",
+            "ok",
+            f"relay {health.get('version', '?')} at {settings.relay_url}, "
+            f"{health.get('calls', 0)} live call(s)"
+            + (", simulator mode" if health.get("simulator") else ""),
+        )
+        if health
+        else Step(
+            "relay",
+            "Relay reachable",
+            "fail",
+            why,
+            "start it with `make run` (or `python -m relay`), or set RELAY_URL to where it runs",
+        )
+    )
+    sim = result.simulator
+
+    # 1. credentials, checked with a real API call
+    if sim:
+        steps.append(_skip("twilio", "Twilio account"))
+    elif twilio is None:
+        steps.append(
+            Step(
+                "twilio",
+                "Twilio account",
+                "fail",
+                "credentials are not set",
+                "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (Twilio console > "
+                "Account info) in .env, then restart the console",
+                TWILIO_CONSOLE,
+            )
+        )
+    else:
+        try:
+            name = await twilio.account_name()
+            steps.append(Step("twilio", "Twilio account", "ok", name))
+        except TwilioError as exc:
+            steps.append(
+                Step(
+                    "twilio",
+                    "Twilio account",
+                    "fail",
+                    str(exc),
+                    "copy the Account SID and Auth Token from the Twilio console into .env",
+                    TWILIO_CONSOLE,
+                )
+            )
+            twilio = None
+
+    # 2. a number on the account
+    if sim:
+        steps.append(_skip("number", "Phone number"))
+    elif twilio is None:
+        steps.append(
+            Step(
+                "number",
+                "Phone number",
+                "fail",
+                "needs working Twilio credentials",
+                "fix the Twilio account step first",
+            )
+        )
+    else:
+        try:
+            result.numbers = await twilio.list_numbers()
+        except TwilioError as exc:
+            steps.append(Step("number", "Phone number", "fail", str(exc), "retry in a moment"))
+        else:
+            if not result.numbers:
+                steps.append(
+                    Step(
+                        "number",
+                        "Phone number",
+                        "fail",
+                        "the account has no number",
+                        "buy a voice-capable number (about $1.15/month)",
+                        BUY_NUMBER,
+                    )
+                )
+            else:
+                by_sid = {n.sid: n for n in result.numbers}
+                result.chosen = by_sid.get(chosen_number_sid, result.numbers[0])
+                steps.append(
+                    Step(
+                        "number",
+                        "Phone number",
+                        "ok",
+                        f"{result.chosen.phone_number} ({len(result.numbers)} on the account)",
+                    )
+                )
+
+    steps.append(relay_step)
+
+    # 4. PUBLIC_URL reachable and really this relay
+    if not settings.public_url:
+        if sim:
+            steps.append(
+                Step(
+                    "public_url",
+                    "Public URL",
+                    "skipped",
+                    "simulator mode: no public URL needed until Twilio calls in",
+                )
+            )
+        else:
+            steps.append(
+                Step(
+                    "public_url",
+                    "Public URL",
+                    "fail",
+                    "PUBLIC_URL is not set",
+                    "expose the relay (e.g. `ngrok http 8081`) and set PUBLIC_URL to "
+                    "its https URL for both relay and console",
+                )
+            )
+    else:
+        pub, why = await relay_health(http, settings.public_url)
+        if pub is None:
+            steps.append(
+                Step(
+                    "public_url",
+                    "Public URL",
+                    "fail",
+                    why,
+                    "start the tunnel (e.g. `ngrok http 8081`) and check PUBLIC_URL",
+                )
+            )
+        elif health and (pub.get("version"), pub.get("simulator")) != (
+            health.get("version"),
+            health.get("simulator"),
+        ):
+            steps.append(
+                Step(
+                    "public_url",
+                    "Public URL",
+                    "fail",
+                    f"{settings.public_url} answers as a different relay "
+                    f"(version {pub.get('version')}, simulator {pub.get('simulator')})",
+                    "point the tunnel at this relay's port",
+                )
+            )
+        else:
+            steps.append(
+                Step(
+                    "public_url", "Public URL", "ok", f"{settings.public_url} answers as the relay"
+                )
+            )
+
+    # 5. the number's voice webhook; an empty one is a failure
+    if sim:
+        steps.append(_skip("webhook", "Voice webhook"))
+    elif result.chosen is None:
+        steps.append(
+            Step(
+                "webhook",
+                "Voice webhook",
+                "fail",
+                "no phone number to check",
+                "fix the phone number step first",
+            )
+        )
+    elif not settings.webhook_url:
+        steps.append(
+            Step(
+                "webhook", "Voice webhook", "fail", "PUBLIC_URL is not set", "set PUBLIC_URL first"
+            )
+        )
+    else:
+        current = result.chosen.voice_url
+        want = settings.webhook_url
+        if current == want:
+            steps.append(Step("webhook", "Voice webhook", "ok", f"points to {want}"))
+        else:
+            detail = f"points to {current}" if current else "is empty"
+            steps.append(
+                Step(
+                    "webhook",
+                    "Voice webhook",
+                    "fail",
+                    f"{result.chosen.phone_number}'s voice webhook {detail}",
+                    f"click Update webhook to set it to {want}",
+                )
+            )
+
+    # 6. our own feed from the relay
+    steps.append(
+        Step("feed", "Console feed", "ok", "receiving live events")
+        if feed_connected
+        else Step(
+            "feed",
+            "Console feed",
+            "fail",
+            "not connected to the relay's /logs",
+            "check the relay is up and RELAY_CONSOLE_TOKEN is the same for relay and console",
+        )
+    )
+    return result
