@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,13 @@ class Settings:
     max_frame_bytes: int = 64 * 1024
     drain_seconds: float = 30.0
     early_audio_ms: int = 10_000
+    reconnect_give_up_s: float = 20.0
+    rollover_margin_s: float = 300.0
+    apology: str = "Sorry, we are having technical trouble. Please call back in a moment."
+    busy_message: str = (
+        "Sorry, all our lines are busy right now. Please call back in a few minutes."
+    )
+    console_rate_per_s: float = 20.0
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -93,7 +101,10 @@ def session_env_layer(env: Mapping[str, str]) -> dict[str, Any]:
         fmt = ep.text(env, f"OPENAI_AUDIO_{side}_FORMAT_TYPE")
         rate = ep.text(env, f"OPENAI_AUDIO_{side}_SAMPLE_RATE")
         if fmt or rate:
-            target["format"] = {"type": fmt or "audio/pcmu", **({"rate": _rate(env, side)} if rate else {})}
+            target["format"] = {
+                "type": fmt or "audio/pcmu",
+                **({"rate": _rate(env, side)} if rate else {}),
+            }
     if v := ep.text(env, "OPENAI_AUDIO_INPUT_NOISE_REDUCTION"):
         audio_in["noise_reduction"] = None if v == "none" else {"type": v}
     td = ep.json_value(env, "OPENAI_TURN_DETECTION_JSON")
@@ -111,7 +122,9 @@ def session_env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     if v := ep.text(env, "OPENAI_TOOL_CHOICE"):
         layer["tool_choice"] = v
     if v := ep.text(env, "OPENAI_MAX_OUTPUT_TOKENS"):
-        layer["max_output_tokens"] = v if v == "inf" else ep.integer(env, "OPENAI_MAX_OUTPUT_TOKENS", 0)
+        layer["max_output_tokens"] = (
+            v if v == "inf" else ep.integer(env, "OPENAI_MAX_OUTPUT_TOKENS", 0)
+        )
     tools: list[Any] = []
     for name in ("OPENAI_DEFAULT_TOOLS_JSON", "OPENAI_DEFAULT_MCP_JSON"):
         value = ep.json_value(env, name)
@@ -135,31 +148,48 @@ def _rate(env: Mapping[str, str], side: str) -> int:
     return ep.integer(env, f"OPENAI_AUDIO_{side}_SAMPLE_RATE", 8000)
 
 
-_FIELD_TO_ENV = {
-    "model": "OPENAI_REALTIME_MODEL",
-    "instructions": "OPENAI_SESSION_INSTRUCTIONS",
-    "audio.output.voice": "OPENAI_DEFAULT_VOICE",
-    "audio.input.format": "OPENAI_AUDIO_INPUT_FORMAT_TYPE",
-    "audio.output.format": "OPENAI_AUDIO_OUTPUT_FORMAT_TYPE",
-    "audio.input.noise_reduction": "OPENAI_AUDIO_INPUT_NOISE_REDUCTION",
-    "audio.input.turn_detection": "OPENAI_TURN_DETECTION_JSON",
-    "audio.input.transcription": "OPENAI_TRANSCRIPTION_MODEL",
-    "tool_choice": "OPENAI_TOOL_CHOICE",
-    "tools": "OPENAI_DEFAULT_TOOLS_JSON",
-    "max_output_tokens": "OPENAI_MAX_OUTPUT_TOKENS",
+# Session field -> the env variables that set it; the error names the first one that is set.
+_FIELD_TO_ENV: dict[str, tuple[str, ...]] = {
+    "model": ("OPENAI_REALTIME_MODEL",),
+    "instructions": ("OPENAI_SESSION_INSTRUCTIONS",),
+    "audio.output.voice": ("OPENAI_DEFAULT_VOICE",),
+    "audio.input.format": ("OPENAI_AUDIO_INPUT_FORMAT_TYPE", "OPENAI_AUDIO_INPUT_SAMPLE_RATE"),
+    "audio.output.format": ("OPENAI_AUDIO_OUTPUT_FORMAT_TYPE", "OPENAI_AUDIO_OUTPUT_SAMPLE_RATE"),
+    "audio.input.noise_reduction": ("OPENAI_AUDIO_INPUT_NOISE_REDUCTION",),
+    # The EAGERNESS variable overrides the JSON's eagerness, so it is the culprit if set.
+    "audio.input.turn_detection.eagerness": (
+        "OPENAI_TURN_DETECTION_EAGERNESS",
+        "OPENAI_TURN_DETECTION_JSON",
+    ),
+    "audio.input.turn_detection": ("OPENAI_TURN_DETECTION_JSON", "OPENAI_TURN_DETECTION_EAGERNESS"),
+    "audio.input.transcription": ("OPENAI_TRANSCRIPTION_MODEL", "OPENAI_TRANSCRIPTION_LANGUAGE"),
+    "tool_choice": ("OPENAI_TOOL_CHOICE",),
+    "tools": ("OPENAI_DEFAULT_TOOLS_JSON", "OPENAI_DEFAULT_MCP_JSON"),
+    "max_output_tokens": ("OPENAI_MAX_OUTPUT_TOKENS",),
 }
 
 
-def _env_name_for(field_path: str) -> str:
-    for prefix, name in _FIELD_TO_ENV.items():
-        if field_path.startswith(prefix):
-            return name
+def _env_name_for(exc: SessionConfigError, env: Mapping[str, str]) -> str:
+    for prefix, names in _FIELD_TO_ENV.items():
+        if not exc.field.startswith(prefix):
+            continue
+        if prefix.endswith(".format") and ("Hz only" in str(exc) or "only rate" in str(exc)):
+            names = names[::-1]  # a rate the format does not support: the SAMPLE_RATE variable
+        if prefix == "tools" and (m := re.match(r"tools\[(\d+)\]", exc.field)):
+            n_functions = len(ep.json_value(env, "OPENAI_DEFAULT_TOOLS_JSON") or [])
+            if int(m.group(1)) >= n_functions:  # MCP tools are appended after function tools
+                names = names[::-1]
+        return next((n for n in names if ep.text(env, n)), names[0])
     return "OPENAI_* session variables"
 
 
 def load_env(dotenv_path: str | None = ".env") -> dict[str, str]:
     """The process environment over `.env` (a real env var always wins)."""
-    values = {k: v for k, v in (dotenv_values(dotenv_path) if dotenv_path else {}).items() if v is not None}
+    values = {
+        k: v
+        for k, v in (dotenv_values(dotenv_path) if dotenv_path else {}).items()
+        if v is not None
+    }
     values.update(os.environ)
     return values
 
@@ -169,13 +199,14 @@ def from_env(env: Mapping[str, str]) -> Settings:
     try:
         session = build_session(env=session_env_layer(env))
     except SessionConfigError as exc:
-        raise SettingsError(_env_name_for(exc.field), str(exc)) from None
+        raise SettingsError(_env_name_for(exc, env), str(exc)) from None
     for side in ("input", "output"):
         fmt = session["audio"][side]["format"]["type"]
         if fmt != "audio/pcmu":
             raise SettingsError(
                 f"OPENAI_AUDIO_{side.upper()}_FORMAT_TYPE",
-                f"Twilio streams G.711 mu-law and the relay never transcodes; use audio/pcmu, not {fmt}",
+                "Twilio streams G.711 mu-law and the relay never transcodes; "
+                f"use audio/pcmu, not {fmt}",
             )
     log_format = ep.text(env, "LOG_FORMAT", "text").lower()
     if log_format not in ("text", "json"):
@@ -203,6 +234,11 @@ def from_env(env: Mapping[str, str]) -> Settings:
         max_frame_bytes=ep.integer(env, "RELAY_MAX_FRAME_BYTES", 64 * 1024, 1024),
         drain_seconds=ep.number(env, "RELAY_DRAIN_SECONDS", 30.0),
         early_audio_ms=ep.integer(env, "RELAY_EARLY_AUDIO_MS", 10_000, 0),
+        reconnect_give_up_s=ep.number(env, "RELAY_RECONNECT_GIVE_UP_S", 20.0, 1.0),
+        rollover_margin_s=ep.number(env, "RELAY_ROLLOVER_MARGIN_S", 300.0),
+        apology=ep.text(env, "RELAY_APOLOGY", Settings.apology),
+        busy_message=ep.text(env, "RELAY_BUSY_MESSAGE", Settings.busy_message),
+        console_rate_per_s=ep.number(env, "RELAY_CONSOLE_RATE_PER_S", 20.0, 0.1),
         log_level=ep.text(env, "LOG_LEVEL", "INFO").upper(),
         log_format=log_format,
     )

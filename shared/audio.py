@@ -26,7 +26,7 @@ def bytes_to_ms(n_bytes: int, fmt: str = "audio/pcmu") -> float:
 
 
 def ms_to_bytes(ms: float, fmt: str = "audio/pcmu") -> int:
-    return int(round(ms * BYTES_PER_MS[fmt]))
+    return round(ms * BYTES_PER_MS[fmt])
 
 
 def b64_len_to_bytes(b64_len: int, padding: int = 0) -> int:

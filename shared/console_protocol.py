@@ -14,10 +14,8 @@ from msgspec import UNSET, UnsetType
 
 MAX_COMMAND_BYTES = 64 * 1024
 
-_cmd: dict[str, Any] = {"tag_field": "type", "forbid_unknown_fields": True, "kw_only": True}
 
-
-class Command(msgspec.Struct, **_cmd):
+class Command(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
     id: str | UnsetType = UNSET  # echoed in command.ok / command.error
 
 
@@ -81,10 +79,11 @@ ConsoleCommand = Union[
 ]
 
 COMMAND_TYPES = tuple(
-    c.__struct_config__.tag for c in ConsoleCommand.__args__  # type: ignore[attr-defined]
+    c.__struct_config__.tag
+    for c in ConsoleCommand.__args__  # type: ignore[attr-defined]
 )
 
-_decoder = msgspec.json.Decoder(ConsoleCommand)
+_decoder: msgspec.json.Decoder[ConsoleCommand] = msgspec.json.Decoder(ConsoleCommand)
 _encoder = msgspec.json.Encoder()
 
 
@@ -94,8 +93,9 @@ class CommandError(ValueError):
 
 def decode_command(data: bytes | str) -> ConsoleCommand:
     """Decode and validate one console command; CommandError says what was refused."""
-    if len(data) > MAX_COMMAND_BYTES:
-        raise CommandError(f"command is {len(data)} bytes; the limit is {MAX_COMMAND_BYTES}")
+    size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else len(data)
+    if size > MAX_COMMAND_BYTES:
+        raise CommandError(f"command is {size} bytes; the limit is {MAX_COMMAND_BYTES}")
     try:
         return _decoder.decode(data)
     except msgspec.ValidationError as exc:

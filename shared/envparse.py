@@ -60,14 +60,17 @@ def boolean(env: Env, name: str, default: bool) -> bool:
     raise SettingsError(name, f"expected true or false, got {raw!r}")
 
 
-def url(env: Env, name: str, default: str = "", schemes: tuple[str, ...] = ("http", "https")) -> str:
+def url(
+    env: Env, name: str, default: str = "", schemes: tuple[str, ...] = ("http", "https")
+) -> str:
     raw = env.get(name, "").strip() or default
     if not raw:
         return ""
     parts = urlsplit(raw)
     if parts.scheme not in schemes or not parts.netloc:
         raise SettingsError(
-            name, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}"
+            name,
+            f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {raw!r}",
         )
     return raw.rstrip("/")
 

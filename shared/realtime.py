@@ -17,9 +17,9 @@ from msgspec import UNSET, UnsetType
 
 class ContentPart(msgspec.Struct):
     type: str
-    text: str | None | UnsetType = UNSET
-    transcript: str | None | UnsetType = UNSET
-    audio: str | None | UnsetType = UNSET
+    text: str | UnsetType | None = UNSET
+    transcript: str | UnsetType | None = UNSET
+    audio: str | UnsetType | None = UNSET
 
 
 class Item(msgspec.Struct):
@@ -40,30 +40,30 @@ class Item(msgspec.Struct):
 
 class ErrorInfo(msgspec.Struct):
     type: str = ""
-    code: str | None | UnsetType = UNSET
+    code: str | UnsetType | None = UNSET
     message: str = ""
-    param: str | None | UnsetType = UNSET
-    event_id: str | None | UnsetType = UNSET
+    param: str | UnsetType | None = UNSET
+    event_id: str | UnsetType | None = UNSET
 
 
 class StatusDetails(msgspec.Struct):
     type: str | UnsetType = UNSET
-    reason: str | None | UnsetType = UNSET
-    error: ErrorInfo | None | UnsetType = UNSET
+    reason: str | UnsetType | None = UNSET
+    error: ErrorInfo | UnsetType | None = UNSET
 
 
 class Response(msgspec.Struct):
     id: str
     object: str | UnsetType = UNSET
     status: str | UnsetType = UNSET
-    status_details: StatusDetails | None | UnsetType = UNSET
+    status_details: StatusDetails | UnsetType | None = UNSET
     output: list[Item] | UnsetType = UNSET
-    usage: dict[str, Any] | None | UnsetType = UNSET
-    conversation_id: str | None | UnsetType = UNSET
+    usage: dict[str, Any] | UnsetType | None = UNSET
+    conversation_id: str | UnsetType | None = UNSET
     output_modalities: list[str] | UnsetType = UNSET
     max_output_tokens: int | str | UnsetType = UNSET
-    audio: dict[str, Any] | None | UnsetType = UNSET
-    metadata: dict[str, Any] | None | UnsetType = UNSET
+    audio: dict[str, Any] | UnsetType | None = UNSET
+    metadata: dict[str, Any] | UnsetType | None = UNSET
 
 
 # --- client events (what the relay sends) ----------------------------------------------
@@ -91,7 +91,7 @@ class InputAudioBufferClear(ClientEvent, tag="input_audio_buffer.clear"):
 
 class ConversationItemCreate(ClientEvent, tag="conversation.item.create"):
     item: Item = msgspec.field(default_factory=lambda: Item(type="message"))
-    previous_item_id: str | None | UnsetType = UNSET
+    previous_item_id: str | UnsetType | None = UNSET
 
 
 class ConversationItemTruncate(ClientEvent, tag="conversation.item.truncate"):
@@ -146,19 +146,19 @@ class SessionUpdated(ServerEvent, tag="session.updated"):
 
 class ConversationItemAdded(ServerEvent, tag="conversation.item.added"):
     item: Item = msgspec.field(default_factory=lambda: Item(type="message"))
-    previous_item_id: str | None | UnsetType = UNSET
+    previous_item_id: str | UnsetType | None = UNSET
 
 
 class ConversationItemDone(ServerEvent, tag="conversation.item.done"):
     item: Item = msgspec.field(default_factory=lambda: Item(type="message"))
-    previous_item_id: str | None | UnsetType = UNSET
+    previous_item_id: str | UnsetType | None = UNSET
 
 
 class ConversationItemCreated(ServerEvent, tag="conversation.item.created"):
     """Beta-era name, still modelled by the SDK; accepted, never relied on."""
 
     item: Item = msgspec.field(default_factory=lambda: Item(type="message"))
-    previous_item_id: str | None | UnsetType = UNSET
+    previous_item_id: str | UnsetType | None = UNSET
 
 
 class ConversationItemTruncated(ServerEvent, tag="conversation.item.truncated"):
@@ -183,7 +183,7 @@ class SpeechStopped(ServerEvent, tag="input_audio_buffer.speech_stopped"):
 
 class InputAudioCommitted(ServerEvent, tag="input_audio_buffer.committed"):
     item_id: str = ""
-    previous_item_id: str | None | UnsetType = UNSET
+    previous_item_id: str | UnsetType | None = UNSET
 
 
 class InputAudioCleared(ServerEvent, tag="input_audio_buffer.cleared"):
@@ -196,9 +196,7 @@ class InputAudioTimeoutTriggered(ServerEvent, tag="input_audio_buffer.timeout_tr
     item_id: str = ""
 
 
-class InputTranscriptionDelta(
-    ServerEvent, tag="conversation.item.input_audio_transcription.delta"
-):
+class InputTranscriptionDelta(ServerEvent, tag="conversation.item.input_audio_transcription.delta"):
     item_id: str = ""
     content_index: int | UnsetType = UNSET
     delta: str | UnsetType = UNSET
@@ -392,14 +390,16 @@ def _tag_of(cls: type[msgspec.Struct]) -> str:
 
 
 SERVER_EVENT_TYPES: dict[str, type[msgspec.Struct]] = {
-    _tag_of(c): c for c in KnownServerEvent.__args__  # type: ignore[attr-defined]
+    _tag_of(c): c
+    for c in KnownServerEvent.__args__  # type: ignore[attr-defined]
 }
 CLIENT_EVENT_TYPES: dict[str, type[msgspec.Struct]] = {
-    _tag_of(c): c for c in AnyClientEvent.__args__  # type: ignore[attr-defined]
+    _tag_of(c): c
+    for c in AnyClientEvent.__args__  # type: ignore[attr-defined]
 }
 
-_server_decoder = msgspec.json.Decoder(KnownServerEvent)
-_client_decoder = msgspec.json.Decoder(AnyClientEvent)
+_server_decoder: msgspec.json.Decoder[KnownServerEvent] = msgspec.json.Decoder(KnownServerEvent)
+_client_decoder: msgspec.json.Decoder[AnyClientEvent] = msgspec.json.Decoder(AnyClientEvent)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _dict_decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()

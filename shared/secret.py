@@ -32,6 +32,4 @@ class Secret:
 
     def matches(self, candidate: str) -> bool:
         """Constant-time comparison with a presented value."""
-        return bool(self._value) and hmac.compare_digest(
-            self._value.encode(), candidate.encode()
-        )
+        return bool(self._value) and hmac.compare_digest(self._value.encode(), candidate.encode())

@@ -64,7 +64,7 @@ class ServerVad(msgspec.Struct, tag_field="type", tag="server_vad", **_strict):
     threshold: Annotated[float, Meta(ge=0.0, le=1.0)] | UnsetType = UNSET
     prefix_padding_ms: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
     silence_duration_ms: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
-    idle_timeout_ms: Annotated[int, Meta(ge=0)] | None | UnsetType = UNSET
+    idle_timeout_ms: Annotated[int, Meta(ge=0)] | UnsetType | None = UNSET
     create_response: bool | UnsetType = UNSET
     interrupt_response: bool | UnsetType = UNSET
 
@@ -90,9 +90,9 @@ class NoiseReduction(msgspec.Struct, **_strict):
 
 class AudioInput(msgspec.Struct, **_strict):
     format: AudioFormat | UnsetType = UNSET
-    transcription: Transcription | None | UnsetType = UNSET
-    noise_reduction: NoiseReduction | None | UnsetType = UNSET
-    turn_detection: TurnDetection | None | UnsetType = UNSET
+    transcription: Transcription | UnsetType | None = UNSET
+    noise_reduction: NoiseReduction | UnsetType | None = UNSET
+    turn_detection: TurnDetection | UnsetType | None = UNSET
 
 
 class AudioOutput(msgspec.Struct, **_strict):
@@ -115,10 +115,10 @@ class Session(msgspec.Struct, **_strict):
     tools: list[dict[str, Any]] | UnsetType = UNSET
     tool_choice: str | dict[str, Any] | UnsetType = UNSET
     max_output_tokens: Annotated[int, Meta(ge=1, le=4096)] | Literal["inf"] | UnsetType = UNSET
-    tracing: str | dict[str, Any] | None | UnsetType = UNSET
+    tracing: str | dict[str, Any] | UnsetType | None = UNSET
     truncation: str | dict[str, Any] | UnsetType = UNSET
-    prompt: dict[str, Any] | None | UnsetType = UNSET
-    include: list[str] | None | UnsetType = UNSET
+    prompt: dict[str, Any] | UnsetType | None = UNSET
+    include: list[str] | UnsetType | None = UNSET
 
 
 # Allowed values per path, to turn msgspec's "Invalid enum value" into a useful message.
@@ -180,7 +180,9 @@ def normalize_format(value: Any, field: str) -> dict[str, Any]:
     ga = FORMAT_ALIASES[raw_type.lower()]
     if ga == "audio/pcm":
         if rate not in (None, PCM_RATE, str(PCM_RATE)):
-            raise SessionConfigError(field, f"audio/pcm supports only rate {PCM_RATE}, not {rate!r}")
+            raise SessionConfigError(
+                field, f"audio/pcm supports only rate {PCM_RATE}, not {rate!r}"
+            )
         return {"type": ga, "rate": PCM_RATE}
     if rate not in (None, 8000, "8000"):
         raise SessionConfigError(field, f"{ga} is 8000 Hz only, not {rate!r}")
@@ -239,11 +241,19 @@ def normalize(raw: Mapping[str, Any]) -> dict[str, Any]:
         if "output_modalities" not in src:
             if not isinstance(mods, list):
                 raise SessionConfigError("modalities", "expected a list such as ['audio']")
+            unknown = [m for m in mods if m not in MODALITIES]
+            if unknown or not mods:
+                raise SessionConfigError(
+                    "modalities",
+                    f"unknown modality {unknown[0] if unknown else None!r}; "
+                    f"allowed: {', '.join(MODALITIES)}",
+                )
             src["output_modalities"] = ["audio"] if "audio" in mods else ["text"]
     if "mcp_server_connections" in src:
         raise SessionConfigError(
             "mcp_server_connections",
-            "not a Realtime field; add MCP servers to `tools` as {type: 'mcp', server_label, server_url}",
+            "not a Realtime field; add MCP servers to `tools` as "
+            "{type: 'mcp', server_label, server_url}",
         )
     audio = src.pop("audio", None)
     if audio is not None:
@@ -290,6 +300,7 @@ def validate(session: Mapping[str, Any]) -> Session:
         raise _friendly(exc) from None
     _check_voice(typed)
     _check_tools(typed)
+    _check_modalities_and_tool_choice(typed)
     return typed
 
 
@@ -325,6 +336,23 @@ def _check_voice(s: Session) -> None:
         )
     if isinstance(voice, dict) and set(voice) != {"id"}:
         raise SessionConfigError("audio.output.voice", "a custom voice is {id: 'voice_...'}")
+
+
+def _check_modalities_and_tool_choice(s: Session) -> None:
+    mods = s.output_modalities
+    if not isinstance(mods, UnsetType) and len(mods) != 1:
+        raise SessionConfigError(
+            "output_modalities", f"give exactly one of {', '.join(MODALITIES)}, not {mods!r}"
+        )
+    tc = s.tool_choice
+    if isinstance(tc, str) and tc not in TOOL_CHOICES:
+        raise SessionConfigError(
+            "tool_choice",
+            f"unknown tool_choice {tc!r}; allowed: {', '.join(TOOL_CHOICES)}, "
+            "{type: 'function', name} or {type: 'mcp', server_label}",
+        )
+    if isinstance(tc, dict) and tc.get("type") not in ("function", "mcp"):
+        raise SessionConfigError("tool_choice.type", f"{tc.get('type')!r}; allowed: function, mcp")
 
 
 def _check_tools(s: Session) -> None:
@@ -364,8 +392,9 @@ def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
 def _merge_into(dst: dict[str, Any], src: Mapping[str, Any]) -> None:
     for key, value in src.items():
         if isinstance(value, Mapping) and isinstance(dst.get(key), dict):
-            # A different turn-detection type replaces rather than mixes fields.
-            if key == "turn_detection" and value.get("type") != dst[key].get("type"):
+            # A different turn-detection type or audio format replaces rather than mixes
+            # fields (else audio/pcm's `rate` would stick to a later audio/pcmu).
+            if key in ("turn_detection", "format") and value.get("type") != dst[key].get("type"):
                 dst[key] = copy.deepcopy(dict(value))
             else:
                 _merge_into(dst[key], value)

@@ -115,8 +115,8 @@ class Clear(_Outbound, tag="clear"):
 
 TwilioOutbound = Union[OutMedia, OutMark, Clear]
 
-_inbound_decoder = msgspec.json.Decoder(TwilioInbound)
-_outbound_decoder = msgspec.json.Decoder(TwilioOutbound)
+_inbound_decoder: msgspec.json.Decoder[TwilioInbound] = msgspec.json.Decoder(TwilioInbound)
+_outbound_decoder: msgspec.json.Decoder[TwilioOutbound] = msgspec.json.Decoder(TwilioOutbound)
 _encoder = msgspec.json.Encoder()
 
 

@@ -1,0 +1,165 @@
+"""WS /logs: the console feed (docs/console-protocol.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from shared import __version__
+from shared.console_protocol import (
+    CommandError,
+    ConsoleCommand,
+    PingCommand,
+    SessionUpdateCommand,
+    SimCallCommand,
+    decode_command,
+)
+from shared.session import SessionConfigError
+
+from . import metrics
+from .security import console_allowed
+
+if TYPE_CHECKING:
+    from .context import RelayContext
+
+log = logging.getLogger("relay.console")
+
+
+def _token_from(ws: WebSocket) -> str:
+    auth = ws.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return ws.query_params.get("token", "")
+
+
+class RateLimiter:
+    """A token bucket: `rate` commands a second, bursts of twice that."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = rate * 2
+        self.tokens = self.capacity
+        self.at = time.monotonic()
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+async def console_endpoint(ws: WebSocket) -> None:
+    ctx: RelayContext = ws.app.state.relay
+    settings = ctx.settings
+    client_host = ws.client.host if ws.client else None
+    origin = ws.headers.get("origin")
+    if not console_allowed(settings.console_token, _token_from(ws), client_host):
+        log.warning("refused /logs from %s: missing or wrong console token", client_host)
+        await ws.close(code=1008)
+        return
+    if origin and settings.console_origin and origin.rstrip("/") != settings.console_origin:
+        log.warning("refused /logs: Origin %s is not CONSOLE_ORIGIN", origin)
+        await ws.close(code=1008)
+        return
+    await ws.accept()
+    client = ctx.hub.add_console(f"{client_host}")
+    metrics.CONSOLE_CLIENTS.inc()
+    ctx.hub.send_to(
+        client,
+        {
+            "type": "relay.hello",
+            "version": __version__,
+            "simulator": settings.simulator,
+            "calls": [r.bridge.info() for r in ctx.hub.calls.values()],
+            "ended": ctx.hub.ended[-20:],
+            "default_session": ctx.default_session,
+            "tools": ctx.tools.schemas(),
+        },
+    )
+    sender = asyncio.create_task(_pump_out(ws, client.queue))
+    limiter = RateLimiter(settings.console_rate_per_s)
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            data = message.get("text") or message.get("bytes") or b""
+            if not limiter.allow():
+                ctx.hub.send_to(client, _refused(None, "", "rate limit: too many commands"))
+                continue
+            await _handle(ctx, client, data)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if not client.dropped:
+            ctx.hub.remove_console(client)
+        else:
+            metrics.CONSOLES_DROPPED.inc()
+        metrics.CONSOLE_CLIENTS.dec()
+        sender.cancel()
+
+
+async def _pump_out(ws: WebSocket, queue: asyncio.Queue[bytes | None]) -> None:
+    try:
+        while True:
+            data = await queue.get()
+            if data is None:  # dropped by the hub for being too slow
+                await ws.close(code=1008, reason="too slow")
+                return
+            await ws.send_text(data.decode())
+    except Exception:
+        return
+
+
+def _refused(cmd_id: str | None, command: str, message: str) -> dict[str, Any]:
+    return {"type": "command.error", "id": cmd_id, "command": command, "message": message}
+
+
+async def _handle(ctx: RelayContext, client: Any, data: str | bytes) -> None:
+    hub = ctx.hub
+    try:
+        cmd = decode_command(data)
+    except CommandError as exc:
+        log.info("console command refused: %s", exc)
+        hub.send_to(client, _refused(None, "", str(exc)))
+        return
+    kind = str(type(cmd).__struct_config__.tag or "")
+    cmd_id = cmd.id if isinstance(cmd.id, str) else None
+    try:
+        result = await _dispatch(ctx, cmd)
+    except (ValueError, SessionConfigError) as exc:
+        hub.send_to(client, _refused(cmd_id, kind, str(exc)))
+        return
+    hub.send_to(client, {"type": "command.ok", "id": cmd_id, "command": kind, **result})
+
+
+async def _dispatch(ctx: RelayContext, cmd: ConsoleCommand) -> dict[str, Any]:
+    if isinstance(cmd, PingCommand):
+        return {}
+    if isinstance(cmd, SimCallCommand):
+        if not ctx.settings.simulator:
+            raise ValueError("sim.call works only in simulator mode (no OPENAI_API_KEY)")
+        from .sim_calls import start_sim_call
+
+        sim_sid = start_sim_call(ctx, cmd.seconds, cmd.say if isinstance(cmd.say, list) else None)
+        return {"call_sid": sim_sid}
+    if isinstance(cmd, SessionUpdateCommand) and cmd.scope in ("default", "both"):
+        session = ctx.set_default_session(cmd.session)
+        ctx.hub.publish({"type": "session.default", "session": session})
+        if cmd.scope == "default":
+            return {}
+    call_sid: str | None = getattr(cmd, "call_sid", None)
+    if not call_sid:
+        raise ValueError("call_sid is required for this command")
+    runner = ctx.hub.calls.get(call_sid)
+    if runner is None:
+        raise ValueError(f"no live call {call_sid}")
+    await runner.on_console(cmd)
+    return {"call_sid": call_sid}

@@ -1,0 +1,59 @@
+"""Services shared by every call in one relay process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from shared import session as sess
+
+from .hub import Hub
+from .model_link import ModelConnector, PrewarmPool
+from .security import SignatureChecker, StreamTokens
+from .settings import Settings
+from .tools.registry import ToolRegistry
+from .twilio_rest import TwilioRest
+
+log = logging.getLogger("relay")
+
+
+@dataclass
+class RelayContext:
+    settings: Settings
+    http: aiohttp.ClientSession
+    connector: ModelConnector
+    prewarm: PrewarmPool
+    tools: ToolRegistry
+    twilio: TwilioRest | None
+    hub: Hub = field(default_factory=Hub)
+    tokens: StreamTokens = field(default_factory=StreamTokens)
+    signatures: SignatureChecker | None = None
+    default_session: dict[str, Any] = field(default_factory=dict)
+    draining: bool = False
+    sim_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    public_base: str = ""  # where simulated calls reach this relay
+
+    def __post_init__(self) -> None:
+        if self.signatures is None:
+            self.signatures = SignatureChecker(self.settings.twilio_auth_token)
+        if not self.default_session:
+            # Env tools plus the relay's own; a console default later replaces the list.
+            session = dict(self.settings.session)
+            tools = list(session.get("tools", []))
+            names = {t.get("name") for t in tools}
+            tools += [t for t in self.tools.schemas() if t["name"] not in names]
+            session["tools"] = tools
+            self.default_session = session
+
+    def call_session(self) -> dict[str, Any]:
+        """The session for a new call: defaults <- env <- console default."""
+        return dict(self.default_session)
+
+    def set_default_session(self, update: dict[str, Any]) -> dict[str, Any]:
+        merged = sess.merge(self.default_session, sess.check_update(update))
+        self.default_session = sess.to_wire(sess.validate(merged))
+        return self.default_session

@@ -1,0 +1,173 @@
+"""WS /call: Twilio's Media Stream, as a raw ASGI handler.
+
+This is the hot path (50 frames a second per call), so it talks ASGI directly instead
+of through Starlette's WebSocket wrapper, and decodes each frame once with msgspec.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from shared import twilio as tw
+
+from . import metrics
+from .call import CallBridge, CallConfig
+from .runner import CallRunner
+from .security import public_ws_url
+
+if TYPE_CHECKING:
+    from .context import RelayContext
+
+log = logging.getLogger("relay.call")
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
+class MediaStreamEndpoint:
+    """ASGI app for one Twilio Media Stream connection."""
+
+    def __init__(self, get_ctx: Any) -> None:
+        self.get_ctx = get_ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx: RelayContext = self.get_ctx(scope)
+        settings = ctx.settings
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        assert ctx.signatures is not None
+        if ctx.signatures.enabled:
+            url = public_ws_url(settings.public_url, "/call") if settings.public_url else ""
+            if not url or not ctx.signatures.valid(url, {}, _header(scope, b"x-twilio-signature")):
+                log.warning("refused /call: missing or invalid X-Twilio-Signature")
+                metrics.call_rejected("forged")
+                await send({"type": "websocket.close", "code": 1008})  # 403 at the handshake
+                return
+        await send({"type": "websocket.accept"})
+
+        async def send_text(data: str) -> None:
+            await send({"type": "websocket.send", "text": data})
+
+        async def close(code: int, reason: str) -> None:
+            try:
+                await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+            except Exception:
+                pass
+
+        runner: CallRunner | None = None
+        bad_frames = 0
+        reason = "Twilio closed the stream"
+        decode = tw.decode_inbound
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.disconnect":
+                    break
+                if kind != "websocket.receive":
+                    continue
+                text = message.get("text")
+                if text is None:
+                    bad_frames += 1
+                    if bad_frames == 1:
+                        log.warning("/call: binary frame ignored (Twilio sends JSON text)")
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    msg = decode(text)
+                except msgspec.DecodeError as exc:
+                    bad_frames += 1
+                    if bad_frames <= 3:
+                        log.warning("/call: malformed frame ignored: %s", exc)
+                    continue
+                if runner is None:
+                    if isinstance(msg, tw.Start):
+                        runner = await self._start(ctx, msg, send_text, close)
+                        if runner is None:
+                            return
+                    elif isinstance(msg, tw.Connected):
+                        continue
+                    else:
+                        bad_frames += 1
+                        if bad_frames <= 3:
+                            log.warning("/call: %s before start ignored", type(msg).__name__)
+                    continue
+                bridge = runner.bridge
+                if type(msg) is tw.Media:
+                    data = bridge.on_media(msg.media.payload, time.monotonic())
+                    if data is not None:
+                        await runner.send_model(data)
+                        metrics.HOP_INBOUND.observe(time.perf_counter() - t0)
+                    continue
+                if isinstance(msg, tw.Start):
+                    log.warning("call %s: second start ignored", bridge.call_sid)
+                    continue
+                if msg.streamSid != bridge.stream_sid:  # type: ignore[union-attr]
+                    log.warning("call %s: frame for another stream ignored", bridge.call_sid)
+                    continue
+                actions = bridge.on_twilio(msg, time.monotonic())
+                if actions:
+                    await runner.execute(actions)
+                if isinstance(msg, tw.Stop):
+                    reason = "caller hung up"
+                    break
+        finally:
+            if runner is not None:
+                await runner.finish(reason)
+
+    async def _start(
+        self, ctx: RelayContext, msg: tw.Start, send_text: Any, close: Any
+    ) -> CallRunner | None:
+        settings = ctx.settings
+        info = msg.start
+        params = info.customParameters
+        if not ctx.tokens.redeem(params.get("stream_token", ""), info.callSid):
+            log.warning("call %s: refused stream without a valid stream token", info.callSid)
+            metrics.call_rejected("bad_token")
+            await close(1008, "invalid stream token")
+            return None
+        if ctx.draining or len(ctx.hub.calls) >= settings.max_calls:
+            metrics.call_rejected("busy")
+            await close(1013, "relay is busy")
+            return None
+        if info.callSid in ctx.hub.calls:
+            await close(1008, "call already streaming")
+            return None
+        session = ctx.call_session()
+        bridge = CallBridge(
+            call_sid=info.callSid,
+            stream_sid=info.streamSid or msg.streamSid,
+            config=CallConfig(
+                session=session,
+                backend_tools=ctx.tools.names(),
+                greeting=settings.greeting,
+                dtmf_format=settings.dtmf_format,
+                early_audio_ms=settings.early_audio_ms,
+                console_tool_timeout_s=settings.console_tool_timeout_s,
+            ),
+            started_at=time.time(),
+            from_=params.get("from", ""),
+            to=params.get("to", ""),
+        )
+        runner = CallRunner(ctx, bridge, send_text, close)
+        ctx.hub.add_call(runner)
+        metrics.call_started()
+        ctx.hub.publish(
+            {"type": "call.started", "call_sid": bridge.call_sid, "call": bridge.info()}
+        )
+        log.info("call %s started (from %s)", bridge.call_sid, bridge.from_ or "unknown")
+        runner.start(info.callSid if settings.prewarm else None)
+        return runner

@@ -1,0 +1,135 @@
+"""Prometheus metrics for operators, in the relay's own registry (never the global one).
+
+Pure definitions plus a few helpers. The hot path (media frames) uses the pre-bound children
+below, so observing a frame is one method call with no label lookup:
+
+    t0 = time.perf_counter()
+    ...                                   # Twilio frame in -> model append out
+    metrics.HOP_INBOUND.observe(time.perf_counter() - t0)
+
+Names as scraped (counters gain `_total`, histograms `_bucket`/`_sum`/`_count`):
+
+    relay_live_calls                      gauge
+    relay_calls_total{outcome}            counter
+    relay_model_reconnects_total          counter
+    relay_barge_ins_total                 counter
+    relay_tool_calls_total{name,outcome}  counter
+    relay_turn_latency_seconds            histogram (caller stops -> first model audio)
+    relay_hop_latency_seconds{direction}  histogram (direction = inbound | outbound)
+    relay_console_clients                 gauge
+    relay_consoles_dropped_total          counter
+    process_*                             the relay process (CPU, memory, open fds)
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# No `*_created` series: they double the scrape for nothing an operator reads.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+REGISTRY: Final = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+
+# Per-turn latency: the product lives between 0.2 s and 3 s.
+TURN_BUCKETS: Final = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 5.0)
+# One hop through the relay: 100 us to 50 ms.
+HOP_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05)
+
+# More distinct tool names than this are counted as "other" (tools come from configuration
+# the console can change; a label per arbitrary name would grow without bound).
+MAX_TOOL_NAMES: Final = 64
+
+live_calls = Gauge("relay_live_calls", "Calls in progress.", registry=REGISTRY)
+calls = Counter("relay_calls", "Calls ended, by outcome.", ["outcome"], registry=REGISTRY)
+model_reconnects = Counter(
+    "relay_model_reconnects", "Reconnections of a call's model socket.", registry=REGISTRY
+)
+barge_ins = Counter(
+    "relay_barge_ins", "Caller interruptions of assistant audio.", registry=REGISTRY
+)
+tool_calls = Counter(
+    "relay_tool_calls",
+    "Function tool calls, by tool and outcome.",
+    ["name", "outcome"],
+    registry=REGISTRY,
+)
+turn_latency = Histogram(
+    "relay_turn_latency_seconds",
+    "From the end of the caller's speech to the first assistant audio sent to Twilio.",
+    buckets=TURN_BUCKETS,
+    registry=REGISTRY,
+)
+hop_latency = Histogram(
+    "relay_hop_latency_seconds",
+    "Time inside the relay: inbound = Twilio frame in -> model append out, "
+    "outbound = model audio delta in -> Twilio media out.",
+    ["direction"],
+    buckets=HOP_BUCKETS,
+    registry=REGISTRY,
+)
+console_clients = Gauge("relay_console_clients", "Consoles connected to /logs.", registry=REGISTRY)
+consoles_dropped = Counter(
+    "relay_consoles_dropped", "Consoles dropped for falling behind.", registry=REGISTRY
+)
+
+# Pre-bound children for the hot path and the frequent events.
+LIVE_CALLS: Final = live_calls
+MODEL_RECONNECTS: Final = model_reconnects
+BARGE_INS: Final = barge_ins
+TURN_LATENCY: Final = turn_latency
+HOP_INBOUND: Final = hop_latency.labels("inbound")
+HOP_OUTBOUND: Final = hop_latency.labels("outbound")
+CONSOLE_CLIENTS: Final = console_clients
+CONSOLES_DROPPED: Final = consoles_dropped
+
+_tool_names: set[str] = set()
+
+
+def call_started() -> None:
+    """A call began (its media socket is accepted)."""
+    live_calls.inc()
+
+
+def call_ended(outcome: str) -> None:
+    """A call ended; `outcome` is a short fixed word, e.g. completed, error, rejected."""
+    live_calls.dec()
+    calls.labels(outcome).inc()
+
+
+def call_rejected(outcome: str) -> None:
+    """A call refused before it started (bad signature, at capacity, draining)."""
+    calls.labels(outcome).inc()
+
+
+def tool_call(name: str, outcome: str) -> None:
+    """A tool call finished; outcome e.g. ok, error, timeout, unknown."""
+    if name not in _tool_names:
+        if len(_tool_names) >= MAX_TOOL_NAMES:
+            name = "other"
+        else:
+            _tool_names.add(name)
+    tool_calls.labels(name, outcome).inc()
+
+
+def render() -> tuple[bytes, str]:
+    """The body and content type of a `/metrics` response."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def value(name: str, **labels: str) -> float:
+    """One sample's current value (0.0 when absent), e.g. value("relay_calls_total",
+    outcome="completed"); for tests and the console's health view, not the hot path."""
+    sample = REGISTRY.get_sample_value(name, labels)
+    return 0.0 if sample is None else float(sample)

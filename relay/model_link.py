@@ -1,0 +1,131 @@
+"""The upstream socket to the Realtime API: connect, and pre-warm while the phone rings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from shared import realtime as rt
+from shared.secret import Secret
+
+log = logging.getLogger("relay.model")
+
+# Close codes the openai SDK treats as recoverable (protocols.md section 3).
+RECOVERABLE_CLOSE = frozenset({1001, 1005, 1006, 1011, 1012, 1013, 1015})
+
+
+class ModelConnectError(Exception):
+    """The model refused or could not be reached; the message says why (no secrets)."""
+
+
+@dataclass
+class ModelConnector:
+    http: aiohttp.ClientSession
+    url: str
+    api_key: Secret
+    connect_timeout_s: float = 10.0
+
+    async def connect(self, model: str) -> aiohttp.ClientWebSocketResponse:
+        # GA: Authorization only; never the OpenAI-Beta header.
+        headers = {"Authorization": f"Bearer {self.api_key.get() or 'simulator'}"}
+        url = f"{self.url}?model={quote(model)}"
+        try:
+            return await self.http.ws_connect(
+                url,
+                headers=headers,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+                max_msg_size=32 * 1024 * 1024,
+                autoping=True,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            raise ModelConnectError(f"model refused the connection: HTTP {exc.status}") from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ModelConnectError(f"cannot reach the model: {type(exc).__name__}") from None
+
+
+@dataclass
+class Prewarmed:
+    ws: aiohttp.ClientWebSocketResponse
+    model: str
+    session: dict[str, Any]
+    opened_at: float
+
+
+@dataclass
+class PrewarmPool:
+    """Model sessions opened on the /twiml webhook, waiting for their /call by CallSid."""
+
+    connector: ModelConnector
+    timeout_s: float = 30.0
+    _tasks: dict[str, asyncio.Task[Prewarmed | None]] = field(default_factory=dict)
+    _reapers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+
+    def start(self, call_sid: str, model: str, session: dict[str, Any]) -> None:
+        if call_sid in self._tasks:
+            return
+        task = asyncio.get_running_loop().create_task(self._open(model, session))
+        self._tasks[call_sid] = task
+        self._reapers[call_sid] = asyncio.get_running_loop().call_later(
+            self.timeout_s, self._reap, call_sid
+        )
+
+    async def _open(self, model: str, session: dict[str, Any]) -> Prewarmed | None:
+        try:
+            ws = await self.connector.connect(model)
+            await ws.send_frame(
+                rt.encode(rt.SessionUpdate(session=session)), aiohttp.WSMsgType.TEXT
+            )
+            return Prewarmed(ws, model, session, time.monotonic())
+        except (ModelConnectError, aiohttp.ClientError, ConnectionError) as exc:
+            log.warning("pre-warm failed: %s", exc)
+            return None
+
+    async def take(self, call_sid: str, model: str, session: dict[str, Any]) -> Prewarmed | None:
+        """The pre-warmed session for this call if it matches the call's config."""
+        task = self._tasks.pop(call_sid, None)
+        reaper = self._reapers.pop(call_sid, None)
+        if reaper is not None:
+            reaper.cancel()
+        if task is None:
+            return None
+        try:
+            warm = await task
+        except asyncio.CancelledError:
+            return None
+        if warm is None:
+            return None
+        if warm.ws.closed or warm.model != model or warm.session != session:
+            await warm.ws.close()
+            return None
+        return warm
+
+    def _reap(self, call_sid: str) -> None:
+        """Nobody picked it up (caller hung up while ringing): close it."""
+        self._reapers.pop(call_sid, None)
+        task = self._tasks.pop(call_sid, None)
+        if task is None:
+            return
+        log.info("call %s: closing unused pre-warmed model session", call_sid)
+        task.add_done_callback(_close_result)
+        task.cancel()
+
+    async def close(self) -> None:
+        for sid in list(self._tasks):
+            self._reap(sid)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+def _close_result(task: asyncio.Task[Prewarmed | None]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    warm = task.result()
+    if warm is not None:
+        asyncio.get_running_loop().create_task(warm.ws.close())

@@ -1,0 +1,52 @@
+"""Simulator mode: the relay places a simulated call to itself (the console's button)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .context import RelayContext
+
+log = logging.getLogger("relay.sim")
+
+
+def start_sim_call(ctx: RelayContext, seconds: float, say: list[str] | None) -> str:
+    """Start a simulated caller against this relay; returns its CallSid."""
+    from .sim.caller import (
+        Hangup,
+        Silence,
+        Speak,
+        WaitForAssistant,
+        WaitForAssistantDone,
+        place_call,
+    )
+
+    if len(ctx.sim_tasks) >= 5:
+        raise ValueError("five simulated calls are already running")
+    call_sid = "CA" + secrets.token_hex(16)
+    seconds = max(5.0, min(seconds, 300.0))
+    steps: list[object] = [WaitForAssistantDone(timeout=8)]
+    turns = max(1, int(seconds // 6))
+    for _ in range(turns):
+        steps += [
+            Speak(ms=1200),
+            Silence(ms=600),
+            WaitForAssistant(timeout=8),
+            WaitForAssistantDone(timeout=15),
+        ]
+    steps.append(Hangup())
+
+    async def run() -> None:
+        try:
+            auth = ctx.settings.twilio_auth_token.get() or None
+            await place_call(ctx.public_base, steps=steps, auth_token=auth, call_sid=call_sid)
+        except Exception as exc:
+            log.warning("simulated call %s failed: %s", call_sid, exc)
+
+    task = asyncio.get_running_loop().create_task(run())
+    ctx.sim_tasks.add(task)
+    task.add_done_callback(ctx.sim_tasks.discard)
+    return call_sid
