@@ -67,7 +67,7 @@ def main() -> int:
     app = create_app(settings)
     config = Config()
     config.bind = [f"{settings.host}:{settings.port}"]
-    config.websocket_max_message_size = settings.max_frame_bytes
+    config.websocket_max_message_size = settings.ws_max_message_bytes
     config.graceful_timeout = 5.0
     config.accesslog = None
     config.errorlog = "-"

@@ -115,6 +115,7 @@ class CallBridge:
     hangup_due: float = 0.0
     ended: bool = False
     user_speaking: bool = False
+    audio_item: str | None = None  # the item the running response is speaking
 
     _early: deque[tuple[str, float]] = field(default_factory=deque)
     _early_dropped: int = 0
@@ -324,6 +325,7 @@ class CallBridge:
         item = ev.item_id
         if item in self.interrupted_items or not ev.delta:
             return []  # in flight when the caller barged in: never play it
+        self.audio_item = item
         ms = bytes_to_ms(b64_decoded_size(ev.delta))
         self.received_ms[item] = self.received_ms.get(item, 0.0) + ms
         mark = self.playback.sent(item, ms, now)
@@ -366,6 +368,7 @@ class CallBridge:
         resp = ev.response
         if self.response_id == resp.id or self.response_id is None:
             self.response_id = None
+            self.audio_item = None
         self.response_requested = False
         usage = resp.usage if isinstance(resp.usage, dict) else None
         self.usage.add(usage)
@@ -409,8 +412,13 @@ class CallBridge:
         if td is not None and td.get("interrupt_response") is False:
             return []  # the operator asked for no interruptions
         position = self.playback.position(now)
+        if position is None and self.response_id is not None and self.audio_item is not None:
+            # Twilio ran dry but the answer is still being generated (slow model): the
+            # caller has heard all of it so far, and nothing more of it must play.
+            item = self.audio_item
+            position = (item, self.playback.items[item].played_ms)
         if position is None:
-            return []  # nothing left to play: no clear, no truncate
+            return []  # the answer had finished playing: no clear, no truncate
         item_id, heard_ms = position
         audio_end_ms = int(min(heard_ms, self.received_ms.get(item_id, heard_ms)))
         self.playback.clear()

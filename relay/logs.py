@@ -113,7 +113,7 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`2025-01-01 12:00:00.123 INFO relay.call [CA123] message`."""
+    """`2025-01-01 12:00:00.123 INFO    relay.call [CA123] message key=value`."""
 
     def format(self, record: logging.LogRecord) -> str:
         try:
@@ -122,6 +122,8 @@ class TextFormatter(logging.Formatter):
             line = f"{ts} {record.levelname:<7} {record.name}"
             line += f" [{sid}] " if sid else " "
             line += _message(record)
+            for key, val in _extras(record).items():
+                line += f" {key}={_safe_str(val)}"
             if record.exc_info and not record.exc_text:
                 record.exc_text = _format_exception(record)
             if record.exc_text:

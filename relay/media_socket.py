@@ -71,6 +71,7 @@ class MediaStreamEndpoint:
         bad_frames = 0
         reason = "Twilio closed the stream"
         decode = tw.decode_inbound
+        max_frame = settings.max_frame_bytes
         try:
             while True:
                 message = await receive()
@@ -80,10 +81,11 @@ class MediaStreamEndpoint:
                 if kind != "websocket.receive":
                     continue
                 text = message.get("text")
-                if text is None:
+                if text is None or len(text) > max_frame:
                     bad_frames += 1
-                    if bad_frames == 1:
-                        log.warning("/call: binary frame ignored (Twilio sends JSON text)")
+                    if bad_frames <= 3:
+                        why = "binary frame" if text is None else f"{len(text)}-byte frame"
+                        log.warning("/call: %s ignored (Twilio sends small JSON text)", why)
                     continue
                 t0 = time.perf_counter()
                 try:

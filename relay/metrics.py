@@ -128,8 +128,8 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def value(name: str, **labels: str) -> float:
+def value(metric: str, /, **labels: str) -> float:
     """One sample's current value (0.0 when absent), e.g. value("relay_calls_total",
-    outcome="completed"); for tests and the console's health view, not the hot path."""
-    sample = REGISTRY.get_sample_value(name, labels)
+    outcome="completed"); for tests and status views, not the hot path."""
+    sample = REGISTRY.get_sample_value(metric, labels)
     return 0.0 if sample is None else float(sample)

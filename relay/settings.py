@@ -78,6 +78,11 @@ class Settings:
         return not self.openai_api_key
 
     @property
+    def ws_max_message_bytes(self) -> int:
+        """Hypercorn's hard cap; smaller limits are checked per socket with a clear reply."""
+        return max(1024 * 1024, 2 * self.max_frame_bytes)
+
+    @property
     def twilio_rest_enabled(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
 

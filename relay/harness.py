@@ -1,0 +1,99 @@
+"""Run a whole relay in-process on loopback, against the simulated model.
+
+Used by the end-to-end tests and the benchmarks: one real Hypercorn server, one
+real SimModel, real sockets; nothing mocked but the outside world.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from starlette.applications import Starlette
+
+from .app import create_app
+from .context import RelayContext
+from .settings import Settings, from_env
+from .sim.model import SimModel
+from .sim.script import ModelScript
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningRelay:
+    base_url: str
+    settings: Settings
+    app: Starlette
+    sim: SimModel
+
+    @property
+    def ctx(self) -> RelayContext:
+        ctx: RelayContext = self.app.state.relay
+        return ctx
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://")
+
+
+@contextlib.asynccontextmanager
+async def running_relay(
+    env: dict[str, str] | None = None, script: ModelScript | None = None
+) -> AsyncIterator[RunningRelay]:
+    sim = SimModel(script)
+    model_url = await sim.start("127.0.0.1", 0)
+    port = free_port()
+    settings = from_env(
+        {
+            "PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "PORT": str(port),
+            "OPENAI_REALTIME_URL": model_url,
+            **(env or {}),
+        }
+    )
+    app = create_app(settings)
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 2.0
+    config.websocket_max_message_size = settings.ws_max_message_bytes
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_until_up(base, server)
+        yield RunningRelay(base, settings, app, sim)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server, 10)
+        await sim.stop()
+
+
+async def _wait_until_up(base: str, server: asyncio.Task[Any]) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(200):
+            if server.done():
+                server.result()  # raises the start-up error
+            try:
+                async with http.get(f"{base}/health") as resp:
+                    if resp.status in (200, 503):
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.02)
+    raise RuntimeError("relay did not start")
