@@ -19,6 +19,7 @@ def start_sim_call(ctx: RelayContext, seconds: float, say: list[str] | None) -> 
         Hangup,
         Silence,
         Speak,
+        Step,
         WaitForAssistant,
         WaitForAssistantDone,
         place_call,
@@ -28,7 +29,7 @@ def start_sim_call(ctx: RelayContext, seconds: float, say: list[str] | None) -> 
         raise ValueError("five simulated calls are already running")
     call_sid = "CA" + secrets.token_hex(16)
     seconds = max(5.0, min(seconds, 300.0))
-    steps: list[object] = [WaitForAssistantDone(timeout=8)]
+    steps: list[Step] = [WaitForAssistantDone(timeout=8)]
     turns = max(1, int(seconds // 6))
     for _ in range(turns):
         steps += [
