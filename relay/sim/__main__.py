@@ -55,6 +55,7 @@ def barge_in_steps(seconds: float) -> Sequence[Step]:
         Speak(1000),
         WaitForAssistant(min_heard_ms=400, timeout=wait),
         Speak(800),
+        WaitForAssistant(timeout=wait),
         WaitForAssistantDone(timeout=wait),
         Hangup(),
     ]

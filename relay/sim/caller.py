@@ -371,9 +371,11 @@ class SimCaller:
         return ok
 
     async def wait_for_assistant_done(self, timeout: float = 15.0) -> bool:
+        since = self._loop.time()
+
         def done() -> bool:
             now = self._loop.time()
-            quiet = now - max(self.playback.last_media_at, self._t0) >= QUIET_S
+            quiet = now - max(self.playback.last_media_at, since) >= QUIET_S
             return quiet and self.playback.buffered_s(now) <= 0
 
         ok = await self._until(done, timeout)
