@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 ## make run: relay + console (+ the simulated model when OPENAI_API_KEY is unset)
 run: setup
-	$(BIN)/python -m scripts.run
+	$(BIN)/python scripts/run.py
 
 ## make test: lint, type-check and every test
 test: setup lint typecheck unit

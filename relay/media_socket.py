@@ -129,6 +129,7 @@ class MediaStreamEndpoint:
         finally:
             if runner is not None:
                 await runner.finish(reason)
+        await close(1000, "call ended")  # otherwise Hypercorn closes with 1011
 
     async def _start(
         self, ctx: RelayContext, msg: tw.Start, send_text: Any, close: Any

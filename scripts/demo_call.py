@@ -1,0 +1,71 @@
+"""The `demo` process of `make run`: once the relay is up, place one simulated call.
+
+In simulator mode this shows the whole flow with no accounts: the TwiML webhook, the
+signed media stream, the model's answer, a barge-in, and what the caller heard.
+Then it idles, so honcho keeps the other processes running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import aiohttp
+
+from relay.sim.caller import (
+    Hangup,
+    Silence,
+    Speak,
+    WaitForAssistant,
+    WaitForAssistantDone,
+    place_call,
+)
+
+
+async def wait_for_relay(base: str) -> dict[str, object] | None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            try:
+                async with http.get(f"{base}/health") as resp:
+                    data: dict[str, object] = await resp.json()
+                    return data
+            except (aiohttp.ClientError, ValueError):
+                await asyncio.sleep(0.2)
+    return None
+
+
+async def main() -> None:
+    base = f"http://127.0.0.1:{os.environ.get('PORT', '8081')}"
+    health = await wait_for_relay(base)
+    if health is None:
+        print("demo: the relay did not come up; see the relay's log above")
+    elif not health.get("simulator"):
+        print("demo: the relay uses the real OpenAI API: call your Twilio number to talk to it")
+    else:
+        print("demo: placing a simulated call (speak, answer, interrupt, answer, hang up)...")
+        record = await place_call(
+            base,
+            steps=[
+                Speak(ms=1200),
+                Silence(ms=500),
+                WaitForAssistant(min_heard_ms=800, timeout=10),
+                Speak(ms=800),
+                Silence(ms=500),
+                WaitForAssistant(timeout=10),
+                WaitForAssistantDone(timeout=15),
+                Hangup(),
+            ],
+            auth_token=os.environ.get("TWILIO_AUTH_TOKEN") or None,
+        )
+        print("demo: " + record.summary().replace("\n", "\ndemo: "))
+        print("demo: place another with `make call`; watch them in the console")
+    await asyncio.get_running_loop().create_future()  # idle until honcho stops us
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
