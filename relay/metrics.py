@@ -94,6 +94,12 @@ HOP_OUTBOUND: Final = hop_latency.labels("outbound")
 CONSOLE_CLIENTS: Final = console_clients
 CONSOLES_DROPPED: Final = consoles_dropped
 
+# Outcomes the relay reports today, shown at 0 from the start so rate() works from the first
+# scrape; any other short word is counted too.
+KNOWN_OUTCOMES: Final = ("completed", "error", "busy", "forged", "bad_token")
+for _outcome in KNOWN_OUTCOMES:
+    calls.labels(_outcome)
+
 _tool_names: set[str] = set()
 
 
