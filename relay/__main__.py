@@ -70,7 +70,7 @@ def main() -> int:
     config.websocket_max_message_size = settings.ws_max_message_bytes
     config.graceful_timeout = 5.0
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")  # our handler: redacted, one format
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -112,6 +112,7 @@ class CallBridge:
     pending_tools: dict[str, tuple[str, float]] = field(default_factory=dict)  # id->(name, due)
     hangup_after: Hangup | None = None
     hangup_armed: bool = False  # the goodbye response has been generated
+    hangup_not_before: str | None = None  # the response that called the tool is not the goodbye
     hangup_due: float = 0.0
     ended: bool = False
     user_speaking: bool = False
@@ -379,7 +380,13 @@ class CallBridge:
             err = _status_error(resp)
             log.warning("call %s: response failed: %s", self.call_sid, err)
             actions.append(self._event("error", source="model", **err))
-        if self.hangup_after is not None and not self.hangup_armed and resp.status != "failed":
+        goodbye = resp.id != self.hangup_not_before
+        if (
+            self.hangup_after is not None
+            and not self.hangup_armed
+            and goodbye
+            and resp.status != "failed"
+        ):
             # This response is the goodbye: hang up once the caller has heard it.
             self.hangup_armed = True
             self.hangup_due = now + self.config.hangup_fallback_s
@@ -499,8 +506,9 @@ class CallBridge:
         if code == "conversation_already_has_active_response":
             self.want_response = True
             self.response_requested = False
-        if code == "session_expired":
-            actions.append(SwitchModel(self.model, "session expired"))
+        if err.type == "server_error":
+            # The session may be unhealthy: move to a fresh one at the next quiet moment.
+            actions.append(SwitchModel(self.model, "model server error"))
         return actions
 
     # --- responses and tools -----------------------------------------------------------
@@ -544,6 +552,7 @@ class CallBridge:
     def request_hangup(self, action: Hangup, now: float) -> None:
         """end_call / transfer_call: act after the goodbye the model says next."""
         self.hangup_after = action
+        self.hangup_not_before = self.response_id
         self.hangup_due = now + self.config.hangup_fallback_s + 30.0
 
     def _maybe_hang_up(self, now: float) -> list[Action]:

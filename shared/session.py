@@ -147,6 +147,8 @@ DEFAULT_SESSION: dict[str, Any] = {
     "audio": {
         "input": {
             "format": {"type": "audio/pcmu"},
+            # Transcripts feed the console and re-seed a session after a reconnect.
+            "transcription": {"model": "whisper-1"},
             "turn_detection": {
                 "type": "semantic_vad",
                 "eagerness": "auto",
