@@ -1,0 +1,90 @@
+"""A redeploy (SIGTERM) lets live calls finish and turns new ones away politely."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import aiohttp
+
+from relay.harness import free_port
+from relay.sim.caller import (
+    Hangup,
+    Silence,
+    Speak,
+    WaitForAssistant,
+    WaitForAssistantDone,
+    place_call,
+)
+from relay.sim.model import SimModel
+from relay.sim.script import ModelScript, Reply
+
+
+async def _wait_healthy(base: str, proc: asyncio.subprocess.Process) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            if proc.returncode is not None:
+                raise AssertionError(f"relay exited early with {proc.returncode}")
+            try:
+                async with http.get(f"{base}/health") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+    raise AssertionError("relay did not start")
+
+
+async def test_sigterm_drains_live_calls_then_exits_cleanly() -> None:
+    sim = SimModel(ModelScript(replies=[Reply("A two second answer.", audio_ms=2000)]))
+    model_url = await sim.start()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "RELAY_HOST": "127.0.0.1",
+        "PUBLIC_URL": base,
+        "OPENAI_REALTIME_URL": model_url,
+        "OPENAI_TURN_DETECTION_JSON": '{"type":"server_vad","silence_duration_ms":300}',
+        "RELAY_DRAIN_SECONDS": "20",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "relay", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        await _wait_healthy(base, proc)
+        steps = [
+            Speak(ms=600),
+            Silence(ms=400),
+            WaitForAssistant(timeout=8),
+            WaitForAssistantDone(timeout=10),
+            Hangup(),
+        ]
+        call = asyncio.create_task(place_call(base, steps=steps))
+        session = await sim.wait_for_session(1)
+        await session.wait_sent("response.output_audio.delta", timeout=10)
+        proc.send_signal(signal.SIGTERM)
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                async with http.get(f"{base}/health") as resp:
+                    if resp.status == 503:
+                        assert (await resp.json())["status"] == "draining"
+                        break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("/health never reported draining")
+            async with http.post(f"{base}/twiml", data={"CallSid": "CA" + "9" * 32}) as resp:
+                busy = await resp.text()
+            assert "<Say>" in busy and "<Connect>" not in busy
+        record = await call
+        assert record.ok, record.summary()
+        assert record.total_heard_ms >= 1990  # the live call finished its answer
+        code = await asyncio.wait_for(proc.wait(), 10)
+        assert code == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await sim.stop()
