@@ -188,13 +188,15 @@ def _env_name_for(exc: SessionConfigError, env: Mapping[str, str]) -> str:
     return "OPENAI_* session variables"
 
 
-def load_env(dotenv_path: str | None = ".env") -> dict[str, str]:
-    """The process environment over `.env` (a real env var always wins)."""
-    values = {
-        k: v
-        for k, v in (dotenv_values(dotenv_path) if dotenv_path else {}).items()
-        if v is not None
-    }
+def load_env(*paths: str | None) -> dict[str, str]:
+    """The process environment over the .env files, later files winning.
+
+    Default files: `.env`, then `relay/.env`. A real environment variable always wins.
+    """
+    values: dict[str, str] = {}
+    for path in paths or (".env", "relay/.env"):
+        if path:
+            values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
     values.update(os.environ)
     return values
 
