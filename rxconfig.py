@@ -15,6 +15,10 @@ config = rx.Config(
     show_built_with_reflex=False,
     frontend_port=int(os.environ.get("CONSOLE_PORT", "3000")),
     backend_port=int(os.environ.get("CONSOLE_BACKEND_PORT", "8000")),
-    plugins=[rx.plugins.RadixThemesPlugin()],
+    plugins=[
+        rx.plugins.RadixThemesPlugin(
+            theme=rx.theme(accent_color="indigo", radius="medium", scaling="95%")
+        )
+    ],
     disable_plugins=[rx.plugins.SitemapPlugin],
 )

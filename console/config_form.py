@@ -128,7 +128,7 @@ def to_session(form: ConfigForm, tools: list[dict[str, Any]] | None = None) -> d
         else {"type": form.noise_reduction},
         "transcription": None,
     }
-    if form.transcription_model.strip():
+    if form.transcription_model.strip() not in ("", "off"):
         tr: dict[str, Any] = {"model": form.transcription_model.strip()}
         if form.transcription_language.strip():
             tr["language"] = form.transcription_language.strip()

@@ -80,7 +80,7 @@ class HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # the SDK is un
         data: dict[str, object] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the SDK's signature)
+        timeout: float | None = None,
         allow_redirects: bool = False,
     ) -> Response:
         resp = await self._client.request(

@@ -9,7 +9,7 @@ import pytest
 import respx
 
 from console.settings import ConsoleSettings
-from console.twilio_service import TwilioError, TwilioService, twilio
+from console.twilio_service import TwilioError, twilio
 from shared.secret import Secret
 
 SID = "AC" + "a" * 32

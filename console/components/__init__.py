@@ -1,0 +1,1 @@
+"""Small Reflex components, one file per panel."""

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import reflex as rx
+
+from console.components.common import mono, panel
+from console.config_form import (
+    MODELS,
+    NOISE_REDUCTION_MODES,
+    TRANSCRIPTION_MODELS,
+    TURN_DETECTION_MODES,
+)
+from console.state.config import ConfigState
+from console.state.feed import FeedState
+from shared.session import EAGERNESS, TOOL_CHOICES, VOICES
+
+F = ConfigState.form
+
+
+def _label(text: str, child: rx.Component) -> rx.Component:
+    return rx.vstack(rx.text(text, size="1", color_scheme="gray"), child, spacing="0", width="100%")
+
+
+def _select(name: str, options: tuple[str, ...] | list[str], label: str) -> rx.Component:
+    return _label(
+        label,
+        rx.select(
+            list(options),
+            value=F[name],
+            size="1",
+            width="100%",
+            on_change=lambda v: ConfigState.set_field(name, v),
+        ),
+    )
+
+
+def _input(name: str, label: str, **props: object) -> rx.Component:
+    return _label(
+        label,
+        rx.input(
+            value=F[name],
+            size="1",
+            width="100%",
+            on_change=lambda v: ConfigState.set_field(name, v),
+            **props,
+        ),
+    )
+
+
+def _switch(name: str, label: str) -> rx.Component:
+    return rx.hstack(
+        rx.switch(
+            checked=F[name] == "1", size="1", on_change=lambda v: ConfigState.set_field(name, v)
+        ),
+        rx.text(label, size="1"),
+        align="center",
+    )
+
+
+def _turn_detection() -> rx.Component:
+    return rx.vstack(
+        _select("turn_detection", TURN_DETECTION_MODES, "Turn detection"),
+        rx.cond(
+            F["turn_detection"] == "server_vad",
+            rx.grid(
+                _input("threshold", "Threshold (0-1)"),
+                _input("prefix_padding_ms", "Prefix padding ms"),
+                _input("silence_duration_ms", "Silence ms"),
+                _input("idle_timeout_ms", "Idle timeout ms"),
+                columns="2",
+                spacing="2",
+                width="100%",
+            ),
+        ),
+        rx.cond(
+            F["turn_detection"] == "semantic_vad", _select("eagerness", EAGERNESS, "Eagerness")
+        ),
+        rx.cond(
+            F["turn_detection"] != "none",
+            rx.hstack(
+                _switch("create_response", "create response"),
+                _switch("interrupt_response", "interrupt response"),
+                spacing="3",
+            ),
+        ),
+        spacing="2",
+        width="100%",
+    )
+
+
+def config_panel() -> rx.Component:
+    return panel(
+        "Session configuration",
+        _select("model", MODELS, "Model"),
+        _label(
+            "Instructions",
+            rx.text_area(
+                value=F["instructions"],
+                rows="5",
+                width="100%",
+                id="instructions",
+                on_change=lambda v: ConfigState.set_field("instructions", v),
+            ),
+        ),
+        rx.grid(
+            _select("voice", VOICES, "Voice"),
+            _input("speed", "Speed (0.25-1.5)"),
+            _select("output_modality", ("audio", "text"), "Output"),
+            _select("tool_choice", TOOL_CHOICES, "Tool choice"),
+            _select("noise_reduction", NOISE_REDUCTION_MODES, "Noise reduction"),
+            _input("max_output_tokens", "Max output tokens"),
+            columns="2",
+            spacing="2",
+            width="100%",
+        ),
+        _turn_detection(),
+        rx.grid(
+            _select(
+                "transcription_model", [m or "off" for m in TRANSCRIPTION_MODELS], "Transcription"
+            ),
+            _input("transcription_language", "Language (e.g. en)"),
+            columns="2",
+            spacing="2",
+            width="100%",
+        ),
+        rx.hstack(
+            rx.box(_input("greeting", "Greeting"), flex="1"),
+            rx.button("Say now", size="1", variant="soft", on_click=ConfigState.say_greeting),
+            align="end",
+            width="100%",
+        ),
+        rx.hstack(
+            rx.button(
+                "Apply to call", size="1", on_click=ConfigState.apply("call"), id="apply-call"
+            ),
+            rx.button(
+                "Save as default", size="1", variant="soft", on_click=ConfigState.apply("default")
+            ),
+            rx.button("Both", size="1", variant="soft", on_click=ConfigState.apply("both")),
+            spacing="2",
+            wrap="wrap",
+        ),
+        rx.text(ConfigState.status, size="1", color_scheme="gray"),
+        rx.cond(
+            ConfigState.error != "",
+            rx.callout(ConfigState.error, color_scheme="red", size="1", id="config-error"),
+        ),
+        rx.cond(
+            FeedState.applied_session != "",
+            rx.vstack(
+                rx.text("What the model applied (session.updated)", size="1", weight="bold"),
+                mono(FeedState.applied_session, max_height="220px", overflow="auto", width="100%"),
+                spacing="1",
+                width="100%",
+            ),
+        ),
+    )

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import reflex as rx
+
+from console.components.common import panel
+from console.state.tools import ToolsState
+
+
+def _tool(row: rx.Var, index: rx.Var) -> rx.Component:  # type: ignore[type-arg]
+    return rx.hstack(
+        rx.switch(checked=row["enabled"] == "1", size="1", on_change=ToolsState.toggle(index)),
+        rx.text(
+            row["key"],
+            size="2",
+            font_family="monospace",
+            flex="1",
+            min_width="0",
+            overflow="hidden",
+            text_overflow="ellipsis",
+            white_space="nowrap",
+        ),
+        rx.badge(row["kind"], variant="soft", size="1"),
+        rx.cond(row["backend"] == "1", rx.badge("backend", color_scheme="green", size="1")),
+        rx.button("Edit", size="1", variant="ghost", on_click=ToolsState.open_editor(index)),
+        rx.button(
+            "Delete",
+            size="1",
+            variant="ghost",
+            color_scheme="red",
+            on_click=ToolsState.delete(index),
+        ),
+        align="center",
+        width="100%",
+    )
+
+
+def _editor() -> rx.Component:
+    return rx.dialog.root(
+        rx.dialog.content(
+            rx.dialog.title("Tool"),
+            rx.select(
+                ToolsState.template_names,
+                placeholder="Start from a template",
+                on_change=ToolsState.use_template,
+                size="1",
+            ),
+            rx.text_area(
+                value=ToolsState.editor_text,
+                on_change=ToolsState.edit,
+                rows="16",
+                font_family="monospace",
+                width="100%",
+                margin_y="8px",
+            ),
+            rx.cond(
+                ToolsState.editor_error != "",
+                rx.callout(ToolsState.editor_error, color_scheme="red", size="1"),
+            ),
+            rx.hstack(
+                rx.button("Cancel", variant="soft", on_click=ToolsState.close_editor),
+                rx.button(
+                    "Save", on_click=ToolsState.save_tool, disabled=ToolsState.editor_error != ""
+                ),
+                justify="end",
+                spacing="2",
+                margin_top="8px",
+            ),
+        ),
+        open=ToolsState.editor_open,
+        on_open_change=lambda _: ToolsState.close_editor(),
+    )
+
+
+def tools_panel() -> rx.Component:
+    return panel(
+        "Tools",
+        rx.foreach(ToolsState.tools, _tool),
+        rx.button("Add tool", size="1", variant="soft", on_click=ToolsState.open_editor(-1)),
+        rx.text(
+            "Changes are sent with the session (Apply / Save as default).",
+            size="1",
+            color_scheme="gray",
+        ),
+        _editor(),
+    )

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import reflex as rx
+
+from console.state.auth import AuthState
+from console.state.feed import FeedState
+
+
+def topbar() -> rx.Component:
+    return rx.hstack(
+        rx.heading("Phone relay console", size="5"),
+        rx.cond(
+            FeedState.online,
+            rx.badge("relay online", color_scheme="green", id="relay-status"),
+            rx.tooltip(
+                rx.badge("relay offline", color_scheme="red", id="relay-status"),
+                content=FeedState.offline_reason,
+            ),
+        ),
+        rx.cond(FeedState.simulator, rx.badge("simulator mode", color_scheme="violet")),
+        rx.text(FeedState.relay_version, size="1", color_scheme="gray"),
+        rx.spacer(),
+        rx.cond(
+            FeedState.notice != "",
+            rx.text(
+                FeedState.notice,
+                size="2",
+                color_scheme=rx.cond(FeedState.notice_error, "red", "gray"),
+                id="notice",
+            ),
+        ),
+        # Every 5 s: restart this session's relay feed if the backend lost it (e.g. a restart).
+        rx.moment(interval=5000, on_change=FeedState.ensure_feed, display="none"),
+        rx.button("Log out", variant="soft", on_click=AuthState.logout, size="1"),
+        align="center",
+        spacing="3",
+        width="100%",
+        padding="12px 16px",
+        border_bottom="1px solid var(--gray-5)",
+    )

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import reflex as rx
+
+from console.components.common import panel
+from console.state.feed import FeedState
+
+ROLE_LABEL = {
+    "caller": "Caller",
+    "assistant": "Assistant",
+    "tool_call": "Tool call",
+    "tool_output": "Tool output",
+    "dtmf": "Keypad",
+    "error": "Error",
+    "system": "Call",
+}
+
+
+def _line(line: rx.Var) -> rx.Component:  # type: ignore[type-arg]
+    role = line["role"]
+    return rx.hstack(
+        rx.text(
+            rx.match(role, *[(k, v) for k, v in ROLE_LABEL.items()], "?"),
+            size="1",
+            weight="bold",
+            min_width="78px",
+            color_scheme=rx.match(
+                role, ("caller", "blue"), ("assistant", "green"), ("error", "red"), "gray"
+            ),
+        ),
+        rx.box(
+            rx.text.span(line["text"]),
+            rx.cond(
+                line["cut"] != "",
+                rx.text.span(
+                    " ✂ ", line["cut"], text_decoration="line-through", color="var(--gray-9)"
+                ),
+            ),
+            rx.cond(
+                line["note"] != "",
+                rx.text.span("  (", line["note"], ")", color="var(--gray-9)", font_size="11px"),
+            ),
+            font_family=rx.cond((role == "tool_call") | (role == "tool_output"), "monospace", ""),
+            font_size="14px",
+            opacity=rx.cond(line["status"] == "streaming", "0.7", "1"),
+        ),
+        align="start",
+        spacing="2",
+        class_name=rx.cond(True, "line line-" + role.to(str), "line"),
+        width="100%",
+    )
+
+
+def transcript_panel() -> rx.Component:
+    return panel(
+        "Transcript",
+        rx.cond(
+            FeedState.selected != "",
+            rx.hstack(
+                rx.text(FeedState.selected, size="1", color_scheme="gray"),
+                rx.badge(FeedState.call_state, variant="soft"),
+                spacing="2",
+            ),
+            rx.text("Pick a call (or place a simulated one).", size="1", color_scheme="gray"),
+        ),
+        rx.scroll_area(
+            rx.vstack(
+                rx.foreach(FeedState.lines, _line), spacing="2", width="100%", id="transcript"
+            ),
+            height="46vh",
+            scrollbars="vertical",
+        ),
+        rx.cond(
+            FeedState.call_error != "",
+            rx.callout(FeedState.call_error, color_scheme="red", size="1"),
+        ),
+    )
+
+
+def latency_panel() -> rx.Component:
+    return panel(
+        "Latency and usage",
+        rx.text(
+            "End of caller speech → first assistant audio, per turn (ms)",
+            size="1",
+            color_scheme="gray",
+        ),
+        rx.recharts.line_chart(
+            rx.recharts.line(
+                data_key="latency_ms", stroke="var(--accent-9)", dot=True, is_animation_active=False
+            ),
+            rx.recharts.x_axis(data_key="turn"),
+            rx.recharts.y_axis(width=40),
+            rx.recharts.graphing_tooltip(),
+            data=FeedState.latency,
+            width="100%",
+            height=150,
+        ),
+        rx.hstack(
+            _stat("last turn", FeedState.last_latency_ms.to_string() + " ms"),
+            _stat("input tokens", FeedState.usage["input"].to_string()),
+            _stat("output tokens", FeedState.usage["output"].to_string()),
+            _stat("total", FeedState.usage["total"].to_string()),
+            spacing="4",
+            wrap="wrap",
+        ),
+    )
+
+
+def _stat(label: str, value: rx.Var) -> rx.Component:  # type: ignore[type-arg]
+    return rx.vstack(
+        rx.text(label, size="1", color_scheme="gray"),
+        rx.text(value, size="3", weight="bold"),
+        spacing="0",
+    )

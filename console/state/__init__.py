@@ -1,0 +1,1 @@
+"""Reflex state, one class per concern. Secrets stay in plain modules, never in state vars."""

@@ -1,0 +1,57 @@
+"""Login and logout. Every other state inherits `authed()` to guard its event handlers,
+since any browser can send any event: the page hiding a button is not a check."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import reflex as rx
+
+from console import auth
+from console import settings as console_settings
+
+
+class AuthState(rx.State):
+    session_token: str = rx.Cookie(
+        "", name="console_session", max_age=auth.SESSION_SECONDS, same_site="strict"
+    )
+    login_error: str = ""
+    login_busy: bool = False
+
+    def authed(self) -> bool:
+        return auth.verify_token(console_settings.get().password, self.session_token)
+
+    @rx.var
+    def password_configured(self) -> bool:
+        return bool(console_settings.get().password)
+
+    @rx.event
+    async def login(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+        password = console_settings.get().password
+        delay = auth.throttle.delay(time.monotonic())
+        self.login_busy = True
+        if delay:
+            await asyncio.sleep(delay)  # slows guessing; the compare itself is constant-time
+        self.login_busy = False
+        if auth.check_password(password, form.get("password", "")):
+            auth.throttle.succeeded()
+            self.session_token = auth.issue_token(password)
+            self.login_error = ""
+            return rx.redirect("/")
+        auth.throttle.failed(time.monotonic())
+        self.login_error = (
+            "Wrong password."
+            if password
+            else "CONSOLE_PASSWORD is not set: set it in .env and restart the console."
+        )
+        return None
+
+    @rx.event
+    def logout(self) -> rx.event.EventSpec:
+        self.session_token = ""
+        return rx.redirect("/login")
+
+    @rx.event
+    def require_login(self) -> rx.event.EventSpec | None:
+        return None if self.authed() else rx.redirect("/login")

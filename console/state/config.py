@@ -1,0 +1,101 @@
+"""The session configuration form: apply to the live call, save as default, or both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import reflex as rx
+
+from console.config_form import ConfigForm, FormError, from_session, to_session
+from console.state.auth import AuthState
+
+_BOOLS = ("create_response", "interrupt_response")
+
+
+def _to_strings(form: ConfigForm) -> dict[str, str]:
+    return {
+        k: ("1" if v is True else "" if v is False else str(v)) for k, v in form.as_dict().items()
+    }
+
+
+def _from_strings(values: dict[str, str]) -> ConfigForm:
+    data: dict[str, Any] = dict(values)
+    for key in _BOOLS:
+        data[key] = bool(values.get(key))
+    return ConfigForm.from_dict(data)
+
+
+class ConfigState(AuthState):
+    form: dict[str, str] = _to_strings(ConfigForm())
+    pristine: bool = True
+    status: str = "Not sent yet: the relay's default applies."
+    error: str = ""
+
+    def load_default(self, session: dict[str, Any], only_if_pristine: bool) -> None:
+        if only_if_pristine and not self.pristine:
+            return
+        try:
+            self.form = _to_strings(from_session(session, greeting=self.form.get("greeting", "")))
+        except ValueError:
+            return  # a default we cannot show keeps the current form
+
+    @rx.event
+    def set_field(self, name: str, value: str | bool) -> None:
+        if name not in self.form:
+            return
+        self.form = {
+            **self.form,
+            name: ("1" if value is True else "" if value is False else str(value)),
+        }
+        self.pristine = False
+
+    @rx.event
+    async def apply(self, scope: str) -> None:
+        if not self.authed() or scope not in ("call", "default", "both"):
+            return
+        from console.state.feed import FeedState, send_command
+        from console.state.tools import ToolsState
+
+        feed = await self.get_state(FeedState)
+        tools = await self.get_state(ToolsState)
+        call_sid = feed.selected if feed.selected_live else None
+        if scope in ("call", "both") and call_sid is None:
+            self.error = "No live call is selected: pick one, or save as default."
+            return
+        try:
+            session = to_session(_from_strings(self.form), tools.session_tools())
+        except FormError as exc:
+            self.error = str(exc)
+            return
+        why = await send_command(
+            self.router.session.client_token,
+            {"type": "session.update", "session": session, "call_sid": call_sid, "scope": scope},
+        )
+        self.error = why
+        if not why:
+            where = {
+                "call": "the live call",
+                "default": "new calls",
+                "both": "the call and new calls",
+            }
+            self.status = f"Sent to {where[scope]}; the model's answer shows below."
+
+    @rx.event
+    async def say_greeting(self) -> None:
+        if not self.authed():
+            return
+        from console.state.feed import FeedState, send_command
+
+        feed = await self.get_state(FeedState)
+        text = self.form.get("greeting", "").strip()
+        if not feed.selected_live or not text:
+            self.error = "Select a live call and type a greeting first."
+            return
+        self.error = await send_command(
+            self.router.session.client_token,
+            {
+                "type": "response.create",
+                "call_sid": feed.selected,
+                "response": {"instructions": f"Say exactly: {text}"},
+            },
+        )

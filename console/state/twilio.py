@@ -1,0 +1,205 @@
+"""The setup checklist, outbound calls and recordings: the Twilio side of the console."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import reflex as rx
+
+from console import media
+from console import settings as console_settings
+from console.checklist import run_checklist
+from console.phone import PhoneNumberError, normalize_e164
+from console.state.auth import AuthState
+from console.twilio_service import RecordingStatus, TwilioError, TwilioService, twilio
+
+
+class ChecklistState(AuthState):
+    steps: list[dict[str, str]] = []
+    numbers: list[dict[str, str]] = []
+    chosen_sid: str = ""
+    checking: bool = False
+    ready: bool = False
+    message: str = ""
+
+    @rx.var
+    def number_labels(self) -> list[str]:
+        return [n["label"] for n in self.numbers]
+
+    @rx.var
+    def chosen_label(self) -> str:
+        return next((n["label"] for n in self.numbers if n["sid"] == self.chosen_sid), "")
+
+    @rx.event
+    async def check(self) -> None:
+        if not self.authed():
+            return
+        from console.state.feed import FeedState
+
+        settings = console_settings.get()
+        feed = await self.get_state(FeedState)
+        self.checking = True
+        yield
+        async with httpx.AsyncClient() as http:
+            tw = TwilioService(settings, http) if settings.twilio_configured else None
+            result = await run_checklist(
+                settings,
+                http,
+                twilio=tw,
+                chosen_number_sid=self.chosen_sid,
+                feed_connected=feed.online,
+            )
+        self.steps = [
+            {
+                "key": s.key,
+                "title": s.title,
+                "status": s.status,
+                "detail": s.detail,
+                "todo": s.todo,
+                "link": s.link,
+            }
+            for s in result.steps
+        ]
+        self.numbers = [
+            {
+                "sid": n.sid,
+                "number": n.phone_number,
+                "label": f"{n.phone_number} ({n.friendly_name})",
+            }
+            for n in result.numbers
+        ]
+        self.chosen_sid = result.chosen.sid if result.chosen else ""
+        self.ready = result.ready
+        self.checking = False
+
+    @rx.event
+    async def choose(self, label: str) -> None:
+        self.chosen_sid = next((n["sid"] for n in self.numbers if n["label"] == label), "")
+        async for _ in self.check():
+            pass
+
+    @rx.event
+    async def update_webhook(self) -> None:
+        if not self.authed() or not self.chosen_sid:
+            return
+        settings = console_settings.get()
+        try:
+            async with twilio(settings) as tw:
+                await tw.set_voice_url(self.chosen_sid, settings.webhook_url)
+            self.message = f"Webhook set to {settings.webhook_url}"
+        except TwilioError as exc:
+            self.message = str(exc)
+        async for _ in self.check():
+            pass
+
+
+class PhoneState(AuthState):
+    to_number: str = ""
+    caller_id: str = ""
+    message: str = ""
+    error: bool = False
+    record_calls: bool = False
+    recording_sid: str = ""
+    recording_status: str = ""
+    recordings: list[dict[str, str]] = []
+
+    def _fail(self, text: str) -> None:
+        self.message, self.error = text, True
+
+    def _ok(self, text: str) -> None:
+        self.message, self.error = text, False
+
+    @rx.event
+    def init(self) -> None:
+        settings = console_settings.get()
+        self.record_calls = settings.record_calls
+        if not self.caller_id:
+            self.caller_id = settings.twilio_outbound_number
+
+    @rx.event
+    def set_to_number(self, value: str) -> None:
+        self.to_number = value
+
+    @rx.event
+    def set_caller_id(self, value: str) -> None:
+        self.caller_id = value
+
+    @rx.event
+    def set_record_calls(self, value: bool) -> None:
+        self.record_calls = value
+
+    @rx.event
+    async def place_call(self) -> None:
+        if not self.authed():
+            return
+        try:
+            to = normalize_e164(self.to_number)
+            from_ = normalize_e164(self.caller_id)
+        except PhoneNumberError as exc:
+            self._fail(str(exc))
+            return
+        try:
+            async with twilio(console_settings.get()) as tw:
+                call = await tw.place_call(to, from_, record=self.record_calls)
+            self._ok(f"Calling {to}: {call.sid} ({call.status})")
+        except TwilioError as exc:
+            self._fail(str(exc))
+
+    async def _selected_call(self) -> str:
+        from console.state.feed import FeedState
+
+        return (await self.get_state(FeedState)).selected
+
+    @rx.event
+    async def start_recording(self) -> None:
+        call_sid = await self._selected_call()
+        if not self.authed() or not call_sid:
+            return
+        try:
+            async with twilio(console_settings.get()) as tw:
+                rec = await tw.start_recording(call_sid)
+            self.recording_sid, self.recording_status = rec.sid, rec.status
+            self._ok(f"Recording {rec.sid}")
+        except TwilioError as exc:
+            self._fail(str(exc))
+
+    @rx.event
+    async def set_recording(self, status: str) -> None:
+        call_sid = await self._selected_call()
+        if not self.authed() or not call_sid or not self.recording_sid:
+            return
+        if status not in ("in-progress", "paused", "stopped"):
+            return
+        wanted: RecordingStatus = status  # type: ignore[assignment]
+        try:
+            async with twilio(console_settings.get()) as tw:
+                rec = await tw.set_recording_status(call_sid, self.recording_sid, wanted)
+            self.recording_status = rec.status
+            self._ok(f"Recording {rec.sid} {rec.status}")
+        except TwilioError as exc:
+            self._fail(str(exc))
+
+    @rx.event
+    async def list_recordings(self) -> None:
+        call_sid = await self._selected_call()
+        if not self.authed() or not call_sid:
+            return
+        try:
+            async with twilio(console_settings.get()) as tw:
+                recs = await tw.list_recordings(call_sid)
+        except TwilioError as exc:
+            self._fail(str(exc))
+            return
+        password = console_settings.get().password
+        self.recordings = [
+            {
+                "sid": r.sid,
+                "status": r.status,
+                "duration": r.duration,
+                "created": r.date_created,
+                "path": media.signed_path(password, r.sid, time.time()),
+            }
+            for r in recs
+        ]
+        self._ok(f"{len(recs)} recording(s)")
