@@ -1,0 +1,160 @@
+"""python -m bench [--quick]: measure the relay, print a table, write JSON, markdown and plots.
+
+    make bench            # full run, ~10 minutes on a 2-core machine
+    make bench QUICK=1    # about a minute
+
+See bench/README.md for what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
+
+from . import inproc, report
+from .scale import Timing, run_point, summarize
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+FULL_NS = [50, 100, 200, 300, 400, 600]
+QUICK_NS = [50]
+
+
+def broke(s: dict[str, Any]) -> str:
+    """Why this point is past what the server (or the generator) can carry; "" if fine."""
+    if s["connected"] < s["calls"]:
+        return f"only {s['connected']}/{s['calls']} calls connected"
+    if s["frames_lost"] or s["media_lost"] or s["frames_reordered"] or s["media_reordered"]:
+        return "frames lost or reordered"
+    if s["server_cpu_frac"] > 0.97:
+        return f"server core saturated ({100 * s['server_cpu_frac']:.0f}%)"
+    if s["in_lat"]["p99"] > 200 or s["out_lat"]["p99"] > 200:
+        return "p99 latency > 200 ms"
+    return ""
+
+
+def gen_limited(s: dict[str, Any]) -> str:
+    if s["gen_cpu_frac"] > 0.9:
+        return f"generator core at {100 * s['gen_cpu_frac']:.0f}%"
+    if s["pacer_late"]["p99"] > 10:
+        return f"generator's 20 ms ticks {s['pacer_late']['p99']:.0f} ms late (p99)"
+    return ""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="about a minute instead of ~10")
+    ap.add_argument("--ns", help="comma-separated call counts for the scale test")
+    ap.add_argument("--profile", action="store_true", help="py-spy the relay at each N")
+    ap.add_argument("--only", help="comma list of: hop,scale,first,barge")
+    args = ap.parse_args()
+    quick = args.quick
+    ns = [int(x) for x in args.ns.split(",")] if args.ns else (QUICK_NS if quick else FULL_NS)
+    only = set(args.only.split(",")) if args.only else {"hop", "scale", "first", "barge"}
+    os.makedirs(RESULTS, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+
+    hop_t = Timing(ramp_s=0.2, warm_s=1.0, measure_s=6 if quick else 20)
+
+    def scale_t(n: int) -> Timing:
+        return Timing(ramp_s=max(1.0, n / 150), warm_s=2.0 if quick else 3.0,
+                      measure_s=5 if quick else 12)  # fmt: skip
+
+    est: dict[str, float] = {}
+    if "hop" in only:
+        est["hop"] = 2 * (hop_t.measure_s + 6)
+    if "scale" in only:
+        est["scale"] = sum(2 * (scale_t(n).measure_s + scale_t(n).ramp_s + 8) for n in ns)
+    if "first" in only:
+        est["first"] = 8 if quick else 20
+    if "barge" in only:
+        est["barge"] = 12 if quick else 25
+    bar = tqdm(
+        total=round(sum(est.values())),
+        unit="s",
+        desc="bench",
+        file=sys.stderr,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s est. [{elapsed}<{remaining}]",
+    )
+
+    results: dict[str, Any] = {
+        "stamp": stamp,
+        "quick": quick,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+    }
+
+    def step(name: str, cost: float) -> None:
+        bar.set_postfix_str(name)
+        bar.update(cost)
+
+    if "hop" in only:
+        hop: dict[str, Any] = {}
+        for kind in ("relay", "passthrough"):
+            bar.set_postfix_str(f"hop overhead, 1 call, {kind}")
+            hop[kind] = summarize(run_point(kind, 1, hop_t))
+            step("hop", hop_t.measure_s + 6)
+        results["hop"] = hop
+
+    if "scale" in only:
+        scale: dict[str, list[dict[str, Any]]] = {"relay": [], "passthrough": []}
+        stopped: dict[str, str] = {}
+        for n in ns:
+            t = scale_t(n)
+            for kind in ("relay", "passthrough"):
+                cost = t.measure_s + t.ramp_s + 8
+                if kind in stopped:
+                    step("skipped", cost)
+                    continue
+                bar.set_postfix_str(f"scale: {n} calls, {kind}")
+                prof = os.path.join(RESULTS, f"{stamp}-pyspy-{kind}-{n}") if args.profile else None
+                s = summarize(run_point(kind, n, t, profile=prof))
+                s["broke"] = broke(s)
+                s["gen_limited"] = gen_limited(s)
+                scale[kind].append(s)
+                step(f"{n} calls {kind}", cost)
+                if s["broke"] or s["gen_limited"]:
+                    stopped[kind] = s["broke"] or s["gen_limited"]
+            if "relay" in stopped and "passthrough" in stopped:
+                break
+        results["scale"] = scale
+        results["scale_stopped"] = stopped
+
+    if "first" in only:
+        bar.set_postfix_str("first answer")
+        results["first_answer"] = asyncio.run(inproc.first_answer(2 if quick else 5))
+        step("first answer", est["first"])
+
+    if "barge" in only:
+        bar.set_postfix_str("barge-in")
+        results["barge_in"] = asyncio.run(inproc.barge_in(1 if quick else 4))
+        step("barge-in", est["barge"])
+    bar.close()
+
+    path = os.path.join(RESULTS, f"{stamp}{'-quick' if quick else ''}.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+    md = report.markdown(results, os.path.basename(path))
+    pngs = report.plots(results, RESULTS) if "scale" in only else []
+    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+        f.write(md)
+    print(md)
+    print(f"\nraw results: {path}")
+    for p in pngs:
+        print(f"plot: {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""One load point: a server (the relay or the pass-through) pinned to one core, the
+generator (lean callers + lean model) pinned to the other, N calls, numbers back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+SERVER_CORE = "0"
+GEN_CORE = "1"
+AUTH_TOKEN = "bench-auth-token"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Timing:
+    ramp_s: float
+    warm_s: float
+    measure_s: float
+    drain_s: float = 1.5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _taskset(core: str) -> list[str]:
+    ncpu = os.cpu_count() or 1
+    return ["taskset", "-c", core] if ncpu >= 2 else []
+
+
+def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was up")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"server at {url} did not come up")
+
+
+def server_cmd(kind: str, port: int, model_url: str) -> tuple[list[str], dict[str, str]]:
+    skip = ("OPENAI_", "TWILIO_", "RELAY_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
+    env["PYTHONPATH"] = ROOT  # run from a scratch directory (no stray .env), import from here
+    if kind == "relay":
+        env.update(
+            {
+                "PORT": str(port),
+                "RELAY_HOST": "127.0.0.1",
+                "PUBLIC_URL": f"http://127.0.0.1:{port}",
+                "OPENAI_REALTIME_URL": model_url,
+                "OPENAI_API_KEY": "sk-bench-not-a-key",
+                "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+                "RELAY_MAX_CALLS": "100000",
+                "LOG_LEVEL": "WARNING",
+                "RELAY_DRAIN_SECONDS": "3",
+            }
+        )
+        return [sys.executable, "-m", "relay"], env
+    return [sys.executable, "-m", "bench.passthrough", str(port), model_url], env
+
+
+def run_point(
+    kind: str,
+    calls: int,
+    timing: Timing,
+    *,
+    profile: str | None = None,
+    script: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run `calls` concurrent calls through `kind` ("relay" or "passthrough")."""
+    gen = subprocess.Popen(
+        [*_taskset(GEN_CORE), sys.executable, "-m", "bench.loadgen"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    server: subprocess.Popen[bytes] | None = None
+    spy: subprocess.Popen[bytes] | None = None
+    errlog = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in the finally below
+    try:
+        assert gen.stdout is not None and gen.stdin is not None
+        first = gen.stdout.readline()
+        if not first:
+            raise RuntimeError("load generator died: " + gen.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
+        model_url = json.loads(first)["model_url"]
+        port = free_port()
+        cmd, env = server_cmd(kind, port, model_url)
+        server = subprocess.Popen(
+            [*_taskset(SERVER_CORE), *cmd],
+            env=env,
+            cwd=tempfile.gettempdir(),
+            stdout=errlog,
+            stderr=errlog,
+        )
+        _wait_up(f"http://127.0.0.1:{port}/health", server)
+        cfg = {
+            "base_url": f"http://127.0.0.1:{port}",
+            "server_pid": server.pid,
+            "calls": calls,
+            "auth_token": AUTH_TOKEN,
+            "ramp_s": timing.ramp_s,
+            "warm_s": timing.warm_s,
+            "measure_s": timing.measure_s,
+            "drain_s": timing.drain_s,
+            **(script or {}),
+        }
+        if profile:
+            # Sample the server during the window only (starts after ramp + warm).
+            delay = timing.ramp_s + timing.warm_s
+            spy = subprocess.Popen(
+                [
+                    "sh",
+                    "-c",
+                    f"sleep {delay}; exec {os.path.dirname(sys.executable)}/py-spy record "
+                    f"--pid {server.pid} --duration {int(timing.measure_s)} --rate 200 "
+                    f"--format speedscope --output {profile}.json --nonblocking >/dev/null 2>&1;"
+                    f" {os.path.dirname(sys.executable)}/py-spy record --pid {server.pid} "
+                    f"--duration 1 --format raw --output /dev/null --nonblocking >/dev/null 2>&1",
+                ],
+            )
+        gen.stdin.write((json.dumps(cfg) + "\n").encode())
+        gen.stdin.flush()
+        result: dict[str, Any] | None = None
+        for line in gen.stdout:
+            if line.startswith(b"RESULT "):
+                result = json.loads(line[7:])
+                break
+        if result is None:
+            raise RuntimeError("load generator died: " + gen.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
+        result["kind"] = kind
+        errlog.seek(0)
+        tail = errlog.read().decode(errors="replace").strip().splitlines()
+        result["server_log_tail"] = tail[-10:]
+        return result
+    finally:
+        if spy is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(timeout=timing.measure_s + 15)
+        if server is not None and server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        if gen.poll() is None:
+            try:
+                gen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                gen.kill()
+                gen.wait()
+        errlog.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))
+    return s[k]
+
+
+def summarize(r: dict[str, Any]) -> dict[str, Any]:
+    """Percentiles and per-call costs from a raw point result (drops the sample arrays)."""
+    out = {k: v for k, v in r.items() if k not in ("in_lat", "out_lat", "pacer_late")}
+    for name in ("in_lat", "out_lat", "pacer_late"):
+        vals = r[name]
+        out[name] = {
+            "n": len(vals),
+            "p50": pct(vals, 50),
+            "p90": pct(vals, 90),
+            "p99": pct(vals, 99),
+            "max": max(vals) if vals else float("nan"),
+        }
+    live = max(1, r["live_at_end"])
+    call_s = live * r["window_s"]
+    out["server_cpu_ms_per_call_s"] = 1000 * r["server_cpu_s"] / call_s
+    out["server_cpu_frac"] = r["server_cpu_s"] / r["window_s"]
+    out["gen_cpu_frac"] = r["gen_cpu_s"] / r["window_s"]
+    out["other_cpu_frac"] = r.get("other_cpu_s", 0.0) / r["window_s"]
+    out["rss_mb"] = r["server_rss"] / 2**20
+    out["rss_per_call_kb"] = (r["server_rss"] - r["server_rss0"]) / live / 1024
+    out["frames_lost"] = r["frames_sent"] - r["frames_received"]
+    out["media_lost"] = r["deltas_sent"] - r["media_received"]
+    return out
