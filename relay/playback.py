@@ -6,6 +6,10 @@ nothing is queued), and echoes every pending mark on `clear` -- those echoes are
 playback and are ignored. Between echoes playback advances in real time, so the
 position is interpolated from the last anchor and clamped to the audio sent.
 Times are seconds from any monotonic clock; nothing here reads a clock.
+
+Echoes arrive one network hop after the audio played, and a `clear` takes one hop to
+reach Twilio, so a position anchored on an echo is advanced by the round-trip time,
+measured from chunks sent into an empty buffer (echo time - send time - duration).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ class PendingMark:
     name: str
     item_id: str
     end_ms: float
+    sent_at: float = 0.0
+    rtt_probe_ms: float | None = None  # set when this chunk started an empty buffer
 
 
 @dataclass(slots=True)
@@ -36,6 +42,8 @@ class PlaybackTracker:
     anchor_t: float = 0.0
     anchor_item: str = ""
     anchor_ms: float = 0.0
+    anchor_lead_ms: float = 0.0  # the round trip to add to an echo-based anchor
+    rtt_ms: float = 0.0  # smoothed Twilio round-trip time
 
     @property
     def playing(self) -> bool:
@@ -47,12 +55,15 @@ class PlaybackTracker:
         audio = self.items.get(item_id)
         if audio is None:
             audio = self.items[item_id] = ItemAudio()
+        probe = None
         if not self.pending:
-            # Twilio's buffer was empty: this chunk starts playing now.
+            # Twilio's buffer was empty: this chunk starts playing as it arrives.
             self.anchor_t, self.anchor_item, self.anchor_ms = now, item_id, audio.sent_ms
+            self.anchor_lead_ms = 0.0
+            probe = ms
         audio.sent_ms += ms
         end = audio.sent_ms
-        mark = PendingMark(f"{item_id}:{end:.0f}", item_id, end)
+        mark = PendingMark(f"{item_id}:{end:.0f}", item_id, end, now, probe)
         self.pending.append(mark)
         return mark
 
@@ -69,6 +80,13 @@ class PlaybackTracker:
             if audio is not None:
                 audio.played_ms = max(audio.played_ms, mark.end_ms)
             if mark.name == name:
+                if mark.rtt_probe_ms is not None:
+                    sample = (now - mark.sent_at) * 1000.0 - mark.rtt_probe_ms
+                    if 0.0 <= sample < 2000.0:
+                        self.rtt_ms = (
+                            sample if not self.rtt_ms else 0.8 * self.rtt_ms + 0.2 * sample
+                        )
+                self.anchor_lead_ms = self.rtt_ms
                 nxt = self.pending[0] if self.pending else None
                 if nxt is not None and nxt.item_id != mark.item_id:
                     self.anchor_t, self.anchor_item, self.anchor_ms = now, nxt.item_id, 0.0
@@ -87,7 +105,7 @@ class PlaybackTracker:
             # The anchor item finished; the next pending item has not been confirmed yet.
             item = self.pending[0].item_id
             return item, self.items[item].played_ms
-        elapsed_ms = max(0.0, (now - self.anchor_t) * 1000.0)
+        elapsed_ms = max(0.0, (now - self.anchor_t) * 1000.0) + self.anchor_lead_ms
         return item, min(self.anchor_ms + elapsed_ms, limit)
 
     def clear(self) -> list[PendingMark]:

@@ -6,6 +6,8 @@ import base64
 import json
 from typing import Any
 
+import pytest
+
 from relay.actions import Action, Hangup, RunTool, ToConsole, ToModel, ToTwilio
 from relay.call import CallBridge, CallConfig
 from shared import twilio as tw
@@ -296,3 +298,17 @@ def test_console_session_update_is_normalised_to_ga() -> None:
     )
     (update,) = model_events(b.on_console(cmd, 1.0))
     assert update["session"] == {"type": "realtime", "audio": {"output": {"voice": "ash"}}}
+
+
+def test_playback_position_allows_for_the_round_trip_to_twilio() -> None:
+    from relay.playback import PlaybackTracker
+
+    p = PlaybackTracker()
+    p.sent("a", 100, now=0.0)  # into an empty buffer: a round-trip probe
+    p.sent("a", 100, now=0.0)
+    p.sent("a", 100, now=0.0)
+    p.echoed("a:100", now=0.14)  # played at ~0.12, echo took another 20 ms: RTT 40 ms
+    assert p.rtt_ms == pytest.approx(40.0)
+    item, heard = p.position(now=0.16)  # type: ignore[misc]
+    # 100 ms confirmed, 20 ms since the echo, and the clear still needs one hop to arrive.
+    assert item == "a" and heard == pytest.approx(160.0)
