@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import reflex as rx
+from reflex_base.event import EventSpec
 
 from console import auth
 from console import settings as console_settings
@@ -27,7 +28,7 @@ class AuthState(rx.State):
         return bool(console_settings.get().password)
 
     @rx.event
-    async def login(self, form: dict[str, str]) -> rx.event.EventSpec | None:
+    async def login(self, form: dict[str, str]) -> EventSpec | None:
         password = console_settings.get().password
         delay = auth.throttle.delay(time.monotonic())
         self.login_busy = True
@@ -48,10 +49,10 @@ class AuthState(rx.State):
         return None
 
     @rx.event
-    def logout(self) -> rx.event.EventSpec:
+    def logout(self) -> EventSpec:
         self.session_token = ""
         return rx.redirect("/login")
 
     @rx.event
-    def require_login(self) -> rx.event.EventSpec | None:
+    def require_login(self) -> EventSpec | None:
         return None if self.authed() else rx.redirect("/login")

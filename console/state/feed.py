@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import reflex as rx
+from reflex_base.event import EventSpec
 
 from console import settings as console_settings
 from console.calls import CallBook, CallLog
@@ -229,13 +230,13 @@ class FeedState(AuthState):
         )
 
     @rx.event
-    def ensure_feed(self) -> rx.event.EventSpec | None:  # type: ignore[name-defined]
+    def ensure_feed(self) -> EventSpec | None:
         """Polled by the page: a backend restart loses the socket but not the page's state."""
         if not self.authed() or self.router.session.client_token in FEEDS:
             return None
         self.online = False
         self.offline_reason = "reconnecting to the relay…"
-        return FeedState.start_feed
+        return FeedState.start_feed  # type: ignore[return-value]  # Reflex turns it into an EventSpec
 
     # --- actions -------------------------------------------------------------------------
 

@@ -80,11 +80,13 @@ class ToolsState(AuthState):
 
     @rx.event
     def use_template(self, name: str) -> None:
-        self.editor_text = self.template_json.get(name, self.editor_text)
-        self.edit(self.editor_text)
+        self._validate(self.template_json.get(name, self.editor_text))
 
     @rx.event
     def edit(self, text: str) -> None:
+        self._validate(text)
+
+    def _validate(self, text: str) -> None:
         self.editor_text = text
         try:
             parse_tool(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import reflex as rx
@@ -32,15 +33,18 @@ class ChecklistState(AuthState):
         return next((n["label"] for n in self.numbers if n["sid"] == self.chosen_sid), "")
 
     @rx.event
-    async def check(self) -> None:
+    async def check(self) -> AsyncIterator[None]:
         if not self.authed():
             return
+        self.checking = True
+        yield
+        await self._run_check()
+
+    async def _run_check(self) -> None:
         from console.state.feed import FeedState
 
         settings = console_settings.get()
         feed = await self.get_state(FeedState)
-        self.checking = True
-        yield
         async with httpx.AsyncClient() as http:
             tw = TwilioService(settings, http) if settings.twilio_configured else None
             result = await run_checklist(
@@ -76,8 +80,8 @@ class ChecklistState(AuthState):
     @rx.event
     async def choose(self, label: str) -> None:
         self.chosen_sid = next((n["sid"] for n in self.numbers if n["label"] == label), "")
-        async for _ in self.check():
-            pass
+        if self.authed():
+            await self._run_check()
 
     @rx.event
     async def update_webhook(self) -> None:
@@ -90,8 +94,8 @@ class ChecklistState(AuthState):
             self.message = f"Webhook set to {settings.webhook_url}"
         except TwilioError as exc:
             self.message = str(exc)
-        async for _ in self.check():
-            pass
+        if self.authed():
+            await self._run_check()
 
 
 class PhoneState(AuthState):
