@@ -20,7 +20,7 @@ from typing import Any
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from . import inproc, report
-from .scale import Timing, run_point, summarize
+from .scale import Timing, run_point, summarize, wait_quiet
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -133,11 +133,13 @@ def main() -> int:
 
     if "first" in only:
         bar.set_postfix_str("first answer")
+        wait_quiet(30)
         results["first_answer"] = asyncio.run(inproc.first_answer(2 if quick else 5))
         step("first answer", est["first"])
 
     if "barge" in only:
         bar.set_postfix_str("barge-in")
+        wait_quiet(30)
         results["barge_in"] = asyncio.run(inproc.barge_in(1 if quick else 4))
         step("barge-in", est["barge"])
     bar.close()

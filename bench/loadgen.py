@@ -39,7 +39,13 @@ import msgspec
 from twilio.request_validator import RequestValidator
 
 from . import lean_ws
-from .procstat import cpu_seconds, machine_busy_seconds, rss_bytes
+from .procstat import (
+    context_switches,
+    cpu_seconds,
+    machine_busy_seconds,
+    rss_bytes,
+    user_system_seconds,
+)
 
 MAGIC = 0xA5
 TAG = struct.Struct(">BBIIQ")  # magic, 0, call, seq, t_ns -> 18 bytes -> 24 base64 chars
@@ -465,7 +471,7 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
     pid = int(cfg["server_pid"])
     me = os.getpid()
     rss0 = rss_bytes(pid)
-    pacer = Pacer()
+    pacer = Pacer(int(cfg.get("phases", 20)))
     callers: list[Caller] = []
     conn = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=conn) as http:
@@ -486,11 +492,13 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
     live_at_start = sum(1 for c in callers if c.transport is not None)
     srv0, gen0, w0 = cpu_seconds(pid), cpu_seconds(me), loop.time()
     busy0 = machine_busy_seconds()
+    us0, cs0 = user_system_seconds(pid), context_switches(pid)
     STATS.recording = True
     await asyncio.sleep(float(cfg["measure_s"]))
     STATS.recording = False
     srv1, gen1, w1 = cpu_seconds(pid), cpu_seconds(me), loop.time()
     busy1 = machine_busy_seconds()
+    us1, cs1 = user_system_seconds(pid), context_switches(pid)
     rss1 = rss_bytes(pid)
     live_at_end = sum(1 for c in callers if c.transport is not None)
     # --- drain: stop sending, let in-flight frames land, then count ---
@@ -515,6 +523,9 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
         "window_s": wall,
         "server_cpu_s": srv1 - srv0,
         "gen_cpu_s": gen1 - gen0,
+        "server_user_s": us1[0] - us0[0],
+        "server_system_s": us1[1] - us0[1],
+        "server_ctx_switches": cs1 - cs0,
         # everything else the machine ran meanwhile (other processes), in core-seconds
         "other_cpu_s": max(0.0, (busy1 - busy0) - (srv1 - srv0) - (gen1 - gen0)),
         "server_rss0": rss0,

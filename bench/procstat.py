@@ -15,6 +15,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    fields = data[data.rindex(b")") + 2 :].split()
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of the main thread (a wakeup count)."""
+    n = 0
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith((b"voluntary_ctxt_switches:", b"nonvoluntary_ctxt_switches:")):
+                n += int(line.split()[1])
+    return n
+
+
 def rss_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status", "rb") as f:
         for line in f:

@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from .procstat import machine_busy_seconds
+
 SERVER_CORE = "0"
 GEN_CORE = "1"
 AUTH_TOKEN = "bench-auth-token"
@@ -60,7 +62,9 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> 
 def server_cmd(kind: str, port: int, model_url: str) -> tuple[list[str], dict[str, str]]:
     skip = ("OPENAI_", "TWILIO_", "RELAY_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
-    env["PYTHONPATH"] = ROOT  # run from a scratch directory (no stray .env), import from here
+    # Run from a scratch directory (no stray .env), importing the relay from this checkout, or
+    # from BENCH_RELAY_ROOT (e.g. a `git worktree` of an older commit, for before/after runs).
+    env["PYTHONPATH"] = os.environ.get("BENCH_RELAY_ROOT", ROOT)
     if kind == "relay":
         env.update(
             {
@@ -79,6 +83,19 @@ def server_cmd(kind: str, port: int, model_url: str) -> tuple[list[str], dict[st
     return [sys.executable, "-m", "bench.passthrough", str(port), model_url], env
 
 
+def wait_quiet(max_wait_s: float = 60.0, threshold: float = 0.15) -> float:
+    """Wait until the rest of the machine is nearly idle (< `threshold` of a core busy over
+    one second), at most `max_wait_s`; returns the last busy fraction seen."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        b0 = machine_busy_seconds()
+        time.sleep(1.0)
+        busy = machine_busy_seconds() - b0
+        if busy < threshold or time.monotonic() > deadline:
+            return busy
+        time.sleep(2.0)
+
+
 def run_point(
     kind: str,
     calls: int,
@@ -86,8 +103,10 @@ def run_point(
     *,
     profile: str | None = None,
     script: dict[str, Any] | None = None,
+    quiet: bool = True,
 ) -> dict[str, Any]:
     """Run `calls` concurrent calls through `kind` ("relay" or "passthrough")."""
+    busy_before = wait_quiet() if quiet else None
     gen = subprocess.Popen(
         [*_taskset(GEN_CORE), sys.executable, "-m", "bench.loadgen"],
         stdin=subprocess.PIPE,
@@ -149,6 +168,7 @@ def run_point(
         if result is None:
             raise RuntimeError("load generator died: " + gen.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
         result["kind"] = kind
+        result["busy_before"] = busy_before
         errlog.seek(0)
         tail = errlog.read().decode(errors="replace").strip().splitlines()
         result["server_log_tail"] = tail[-10:]
