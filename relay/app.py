@@ -39,7 +39,11 @@ def _ctx(request: Request) -> RelayContext:
 async def twiml(request: Request) -> Response:
     ctx = _ctx(request)
     settings = ctx.settings
-    if not settings.public_url:
+    public = settings.public_url
+    if not public and settings.simulator and not ctx.signatures.enabled:
+        # No real Twilio in simulator mode: stream back to whichever host was asked.
+        public = f"http://{request.url.netloc}"
+    if not public:
         log.error("/twiml: PUBLIC_URL is not set, so Twilio cannot be told where to stream")
         return PlainTextResponse(
             "PUBLIC_URL is not set: the relay cannot tell Twilio where to connect. "
@@ -50,9 +54,8 @@ async def twiml(request: Request) -> Response:
     if request.method == "POST":
         form = await request.form()
         params = {k: str(v) for k, v in form.items()}
-    assert ctx.signatures is not None
     if ctx.signatures.enabled:
-        url = public_http_url(settings.public_url, request.url.path, request.url.query)
+        url = public_http_url(public, request.url.path, request.url.query)
         post_params = params if request.method == "POST" else {}
         if not ctx.signatures.valid(url, post_params, request.headers.get("x-twilio-signature")):
             log.warning("/twiml: refused a request without a valid X-Twilio-Signature")
@@ -68,7 +71,7 @@ async def twiml(request: Request) -> Response:
     if settings.prewarm:
         ctx.prewarm.start(call_sid, str(session.get("model", settings.model)), session)
     r = VoiceResponse()
-    stream = r.connect().stream(url=public_ws_url(settings.public_url, "/call"))
+    stream = r.connect().stream(url=public_ws_url(public, "/call"))
     stream.parameter(name="stream_token", value=ctx.tokens.issue(call_sid))
     stream.parameter(name="from", value=params.get("From", ""))
     stream.parameter(name="to", value=params.get("To", ""))

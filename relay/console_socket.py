@@ -85,6 +85,7 @@ async def console_endpoint(ws: WebSocket) -> None:
     )
     sender = asyncio.create_task(_pump_out(ws, client.queue))
     limiter = RateLimiter(settings.console_rate_per_s)
+    limited = False
     try:
         while True:
             message = await ws.receive()
@@ -92,6 +93,13 @@ async def console_endpoint(ws: WebSocket) -> None:
                 break
             data = message.get("text") or message.get("bytes") or b""
             if not limiter.allow():
+                if not limited:  # one line per console, not one per refused command
+                    limited = True
+                    log.warning(
+                        "console %s: over the rate limit (%g commands/s); refusing the excess",
+                        client_host,
+                        settings.console_rate_per_s,
+                    )
                 ctx.hub.send_to(client, _refused(None, "", "rate limit: too many commands"))
                 continue
             await _handle(ctx, client, data)

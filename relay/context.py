@@ -31,15 +31,14 @@ class RelayContext:
     twilio: TwilioRest | None
     hub: Hub = field(default_factory=Hub)
     tokens: StreamTokens = field(default_factory=StreamTokens)
-    signatures: SignatureChecker | None = None
+    signatures: SignatureChecker = field(init=False)
     default_session: dict[str, Any] = field(default_factory=dict)
     draining: bool = False
     sim_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     public_base: str = ""  # where simulated calls reach this relay
 
     def __post_init__(self) -> None:
-        if self.signatures is None:
-            self.signatures = SignatureChecker(self.settings.twilio_auth_token)
+        self.signatures = SignatureChecker(self.settings.twilio_auth_token)
         if not self.default_session:
             # Env tools plus the relay's own; a console default later replaces the list.
             session = dict(self.settings.session)

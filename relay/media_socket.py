@@ -63,7 +63,6 @@ class MediaStreamEndpoint:
         first = await receive()
         if first["type"] != "websocket.connect":
             return
-        assert ctx.signatures is not None
         if ctx.signatures.enabled:
             url = public_ws_url(settings.public_url, "/call") if settings.public_url else ""
             if not url or not ctx.signatures.valid(url, {}, _header(scope, b"x-twilio-signature")):

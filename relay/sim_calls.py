@@ -43,9 +43,23 @@ def start_sim_call(ctx: RelayContext, seconds: float, say: list[str] | None) -> 
     async def run() -> None:
         try:
             auth = ctx.settings.twilio_auth_token.get() or None
-            await place_call(ctx.public_base, steps=steps, auth_token=auth, call_sid=call_sid)
+            record = await place_call(
+                ctx.public_base, steps=steps, auth_token=auth, call_sid=call_sid
+            )
+            problems = record.failures + record.protocol_errors
         except Exception as exc:
-            log.warning("simulated call %s failed: %s", call_sid, exc)
+            problems = [f"{type(exc).__name__}: {exc}"]
+        if problems:
+            log.warning("simulated call %s: %s", call_sid, "; ".join(problems))
+            ctx.hub.publish(
+                {
+                    "type": "error",
+                    "call_sid": call_sid,
+                    "source": "relay",
+                    "code": "simulated_call_failed",
+                    "message": "; ".join(problems)[:500],
+                }
+            )
 
     task = asyncio.get_running_loop().create_task(run())
     ctx.sim_tasks.add(task)

@@ -36,7 +36,8 @@ async def wait_for_relay(base: str) -> dict[str, object] | None:
 
 
 async def main() -> None:
-    base = f"http://127.0.0.1:{os.environ.get('PORT', '8081')}"
+    # Not $PORT: honcho gives every process its own PORT (5000, 5100, ...).
+    base = os.environ.get("RELAY_URL", "http://127.0.0.1:8081").rstrip("/")
     health = await wait_for_relay(base)
     if health is None:
         print("demo: the relay did not come up; see the relay's log above")

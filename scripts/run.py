@@ -36,6 +36,7 @@ def main() -> int:
     if not env.get("CONSOLE_PASSWORD"):
         env["CONSOLE_PASSWORD"] = secrets.token_urlsafe(9)
         notes.append(f"console password (generated for this run): {env['CONSOLE_PASSWORD']}")
+    env["PYTHONUNBUFFERED"] = "1"  # log lines appear as they happen, not in blocks
     simulator = not env.get("OPENAI_API_KEY")
     console_port = env.get("CONSOLE_PORT", "3000")
     print("=" * 72)

@@ -423,3 +423,18 @@ async def _until(pred: Any, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not pred():
             await asyncio.sleep(0.02)
+
+
+async def test_console_places_a_simulated_call_in_simulator_mode() -> None:
+    async with running_relay({**BASE_ENV, "PUBLIC_URL": ""}) as relay:
+        relay.ctx.public_base = relay.base_url
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"{relay.ws_url}/logs") as ws:
+            await _next(ws, "relay.hello")
+            await ws.send_json({"type": "sim.call", "seconds": 6, "id": "c1"})
+            ok = await _next(ws, "command.ok")
+            assert ok["id"] == "c1" and ok["call_sid"].startswith("CA")
+            started = await _next(ws, "call.started")
+            assert started["call_sid"] == ok["call_sid"]
+            await _next(ws, "turn.latency", timeout=15)
+            ended = await _next(ws, "call.ended", timeout=30)
+            assert ended["summary"]["turns"] >= 1

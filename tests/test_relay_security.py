@@ -40,10 +40,17 @@ async def test_twiml_connects_the_call_to_the_stream_with_a_token_and_the_number
 
 
 async def test_twiml_without_public_url_is_a_clear_500() -> None:
-    async with running_relay({"PUBLIC_URL": ""}) as relay:
+    # With a key (the simulated model accepts any), the relay expects real Twilio calls.
+    async with running_relay({"PUBLIC_URL": "", "OPENAI_API_KEY": "sk-test-key"}) as relay:
         status, body = await _post_twiml(relay.base_url, PARAMS, None)
         assert status == 500
         assert "PUBLIC_URL" in body and "Traceback" not in body
+
+
+async def test_in_simulator_mode_twiml_works_without_public_url() -> None:
+    async with running_relay({"PUBLIC_URL": "", "RELAY_PREWARM": "false"}) as relay:
+        record = await place_call(relay.base_url, steps=[Silence(ms=200), Hangup()])
+        assert record.ok, record.summary()
 
 
 async def test_twiml_signature_is_checked_when_an_auth_token_is_set() -> None:
