@@ -16,84 +16,19 @@ from typing import Any, Literal
 
 import httpx
 from twilio.base.exceptions import TwilioRestException
-from twilio.http import AsyncHttpClient
-from twilio.http.response import Response
 from twilio.rest import Client
 
 from console.settings import ConsoleSettings
+from shared.twilio_http import HttpxTwilioClient, readable
 
 API_BASE = "https://api.twilio.com/2010-04-01"
 RECORDING_SID = re.compile(r"^RE[0-9a-fA-F]{32}$")
 CALL_SID = re.compile(r"^CA[0-9a-fA-F]{32}$")
 _log = logging.getLogger("console.twilio")
 
-# The codes people actually hit, said plainly; others fall back to Twilio's own message.
-FRIENDLY: dict[int, str] = {
-    20003: "Twilio refused the credentials: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN",
-    20404: "not found on this Twilio account (wrong SID, or it belongs to another account)",
-    20429: "too many requests to Twilio; wait a moment and retry",
-    21201: "no 'To' number was given",
-    21210: "the caller ID is not a number of this account or a verified caller ID",
-    21211: "that is not a valid phone number",
-    21212: "the caller ID is not a valid phone number",
-    21213: "a caller ID ('From') is required",
-    21214: "that number cannot be reached",
-    21215: "calls to that country are not enabled (Twilio console > Voice > Geo permissions)",
-    21216: "that number is blocked by Twilio",
-    21217: "that phone number is not valid",
-    21219: "trial accounts can only call verified numbers: verify it in the Twilio console",
-    21220: "the call is not in progress (it ended or has not been answered yet)",
-    21205: "the TwiML URL is not a valid public URL: check PUBLIC_URL or TWILIO_TWIML_URL",
-    21402: "the webhook URL is not valid: check PUBLIC_URL",
-    21502: "the webhook URL is not valid: check PUBLIC_URL",
-}
-
 
 class TwilioError(Exception):
     """A Twilio failure with a message for humans."""
-
-
-def readable(exc: TwilioRestException) -> str:
-    code = exc.code if isinstance(exc.code, int) else None
-    text = FRIENDLY.get(code) if code is not None else None
-    if text is None:
-        raw = str(exc.msg or "").strip().splitlines()
-        text = raw[0] if raw else f"HTTP {exc.status}"
-        text = text.removeprefix("Unable to create record: ").removeprefix(
-            "Unable to update record: "
-        )
-    return f"{code}: {text}" if code is not None else text
-
-
-class HttpxTwilioClient(AsyncHttpClient):  # type: ignore[misc]  # the SDK is untyped
-    """The twilio SDK's async transport, on httpx."""
-
-    def __init__(self, client: httpx.AsyncClient, timeout: float = 15.0) -> None:
-        super().__init__(_log, True, timeout)
-        self._client = client
-
-    async def request(
-        self,
-        method: str,
-        uri: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
-        allow_redirects: bool = False,
-    ) -> Response:
-        resp = await self._client.request(
-            method.upper(),
-            uri,
-            params=params,  # type: ignore[arg-type]
-            data=data,
-            headers=headers,
-            auth=auth,
-            timeout=timeout or self.timeout,
-            follow_redirects=allow_redirects,
-        )
-        return Response(resp.status_code, resp.text, resp.headers)
 
 
 @dataclass(frozen=True)
@@ -144,7 +79,7 @@ class TwilioService:
         self._http = http
         self._sid = settings.twilio_account_sid
         self.client = Client(
-            self._sid, settings.twilio_auth_token.get(), http_client=HttpxTwilioClient(http)
+            self._sid, settings.twilio_auth_token.get(), http_client=HttpxTwilioClient(client=http)
         )
 
     async def _run(self, what: str, coro: Any) -> Any:

@@ -10,7 +10,7 @@ from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
 from shared.secret import Secret
-from shared.twilio_http import HttpxTwilioClient
+from shared.twilio_http import HttpxTwilioClient, readable
 
 log = logging.getLogger("relay.twilio")
 
@@ -38,7 +38,7 @@ class TwilioRest:
         try:
             await self._client.calls(call_sid).update_async(**kwargs)
         except TwilioRestException as exc:
-            message = f"Twilio {exc.code or exc.status}: {exc.msg}"
+            message = f"Twilio: {readable(exc)}"
             log.warning("call %s: %s", call_sid, message)
             return message
         except Exception as exc:  # network trouble must not take the call down

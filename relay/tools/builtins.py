@@ -21,10 +21,13 @@ async def get_weather_from_coords(args: dict[str, Any], ctx: ToolContext) -> Any
     if session is None:
         return {"error": "no HTTP client available"}
     timeout = aiohttp.ClientTimeout(total=5)
-    async with session.get(OPEN_METEO_URL, params=params, timeout=timeout) as resp:
-        if resp.status != 200:
-            return {"error": f"weather service answered HTTP {resp.status}"}
-        data = await resp.json()
+    try:
+        async with session.get(OPEN_METEO_URL, params=params, timeout=timeout) as resp:
+            if resp.status != 200:
+                return {"error": f"weather service answered HTTP {resp.status}"}
+            data = await resp.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return {"error": f"the weather service is unreachable ({type(exc).__name__})"}
     current = data.get("current") or {}
     return {"temp": current.get("temperature_2m"), "wind_speed": current.get("wind_speed_10m")}
 
