@@ -10,14 +10,7 @@ import sys
 import aiohttp
 
 from relay.harness import free_port
-from relay.sim.caller import (
-    Hangup,
-    Silence,
-    Speak,
-    WaitForAssistant,
-    WaitForAssistantDone,
-    place_call,
-)
+from relay.sim.caller import Hangup, one_turn, place_call
 from relay.sim.model import SimModel
 from relay.sim.script import ModelScript, Reply
 
@@ -55,13 +48,7 @@ async def test_sigterm_drains_live_calls_then_exits_cleanly() -> None:
     )
     try:
         await _wait_healthy(base, proc)
-        steps = [
-            Speak(ms=600),
-            Silence(ms=400),
-            WaitForAssistant(timeout=8),
-            WaitForAssistantDone(timeout=10),
-            Hangup(),
-        ]
+        steps = [*one_turn(), Hangup()]
         call = asyncio.create_task(place_call(base, steps=steps))
         session = await sim.wait_for_session(1)
         await session.wait_sent("response.output_audio.delta", timeout=10)

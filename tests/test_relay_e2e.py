@@ -17,6 +17,7 @@ from relay.sim.caller import (
     Speak,
     WaitForAssistant,
     WaitForAssistantDone,
+    one_turn,
     place_call,
 )
 from relay.sim.script import ModelScript, Reply, ToolCall
@@ -25,13 +26,7 @@ from relay.tools import Tool
 QUICK_VAD = '{"type":"server_vad","silence_duration_ms":300,"create_response":true}'
 BASE_ENV = {"OPENAI_TURN_DETECTION_JSON": QUICK_VAD, "RELAY_PREWARM": "false"}
 
-ONE_TURN = [
-    Speak(ms=600),
-    Silence(ms=400),
-    WaitForAssistant(timeout=5),
-    WaitForAssistantDone(timeout=10),
-    Hangup(),
-]
+ONE_TURN = [*one_turn(), Hangup()]
 
 
 def sent_types(relay: RunningRelay, n: int = 1) -> list[str]:
@@ -142,17 +137,7 @@ async def test_barge_in_truncates_within_40ms_of_what_the_caller_heard(pacing: s
 
 async def test_speaking_after_a_finished_answer_sends_no_truncate_and_no_clear() -> None:
     script = ModelScript(replies=[Reply("Short.", audio_ms=400)])
-    steps = [
-        Speak(ms=600),
-        Silence(ms=400),
-        WaitForAssistant(timeout=5),
-        WaitForAssistantDone(timeout=10),
-        Speak(ms=600),
-        Silence(ms=400),
-        WaitForAssistant(timeout=5),
-        WaitForAssistantDone(timeout=10),
-        Hangup(),
-    ]
+    steps = [*one_turn(), *one_turn(), Hangup()]
     async with running_relay(BASE_ENV, script) as relay:
         record = await place_call(relay.base_url, steps=steps)
         assert record.ok, record.summary()
@@ -194,13 +179,7 @@ def _lookup_tool(delay: float = 0.0, fail: bool = False) -> Tool:
     )
 
 
-TOOL_STEPS = [
-    Speak(ms=600),
-    Silence(ms=400),
-    WaitForAssistant(timeout=8),
-    WaitForAssistantDone(timeout=10),
-    Hangup(),
-]
+TOOL_STEPS = ONE_TURN
 
 
 async def _run_tool_call(

@@ -18,8 +18,7 @@ from relay.sim.caller import (
     Silence,
     SimCaller,
     Speak,
-    WaitForAssistant,
-    WaitForAssistantDone,
+    one_turn,
     parse_twiml,
     place_call,
 )
@@ -28,15 +27,6 @@ from relay.sim.script import ModelScript, Reply, ToolCall
 QUICK_VAD = '{"type":"server_vad","silence_duration_ms":300,"create_response":true}'
 ENV = {"OPENAI_TURN_DETECTION_JSON": QUICK_VAD, "RELAY_PREWARM": "false"}
 TWO_REPLIES = [Reply("First answer.", audio_ms=500), Reply("Second answer.", audio_ms=500)]
-
-
-def turn(wait: float = 8) -> list[Any]:
-    return [
-        Speak(ms=600),
-        Silence(ms=400),
-        WaitForAssistant(timeout=wait),
-        WaitForAssistantDone(timeout=10),
-    ]
 
 
 async def _console(base_ws: str) -> tuple[aiohttp.ClientSession, aiohttp.ClientWebSocketResponse]:
@@ -68,7 +58,7 @@ async def test_model_drop_mid_call_reconnects_reseeds_and_the_caller_hears_the_n
                 call_sid="CA" + "7" * 32,
             )
             async with caller:
-                for step in turn():
+                for step in one_turn():
                     assert await caller.do(step)
                 first = relay.sim.sessions[0]
                 await first.close(code)
@@ -76,7 +66,7 @@ async def test_model_drop_mid_call_reconnects_reseeds_and_the_caller_hears_the_n
                 assert reconnect["code"] in (code, None)
                 second = await relay.sim.wait_for_session(2)
                 await second.wait_for("session.update")
-                for step in turn():
+                for step in one_turn():
                     assert await caller.do(step)
                 record = await caller.hangup()
         assert record.ok, record.summary()
@@ -96,7 +86,7 @@ async def test_session_rolls_over_before_it_expires_without_the_caller_noticing(
     async with running_relay(env, script) as relay:
         http, console = await _console(relay.ws_url)
         async with http, console:
-            steps = [*turn(), Silence(ms=1500), *turn(), Hangup()]
+            steps = [*one_turn(), Silence(ms=1500), *one_turn(), Hangup()]
             call = asyncio.create_task(place_call(relay.base_url, steps=steps))
             switched = await _events_until(console, "model.switched", timeout=10)
             assert switched["reason"] == "session rollover"
@@ -124,7 +114,7 @@ async def test_model_unreachable_for_too_long_ends_the_call_with_an_apology() ->
             return_value=httpx.Response(200, json={"sid": "CA1", "status": "in-progress"})
         )
         async with running_relay(env, ModelScript(replies=TWO_REPLIES)) as relay:
-            steps = [*turn(), Silence(ms=4000), Hangup()]
+            steps = [*one_turn(), Silence(ms=4000), Hangup()]
             call = asyncio.create_task(place_call(relay.base_url, steps=steps, auth_token="b" * 32))
             session = await relay.sim.wait_for_session(1)
             await session.wait_for("input_audio_buffer.append")
@@ -156,7 +146,7 @@ async def test_model_change_from_the_console_opens_a_new_session_between_turns()
     async with running_relay(ENV, ModelScript(replies=TWO_REPLIES)) as relay:
         http, console = await _console(relay.ws_url)
         async with http, console:
-            steps = [*turn(), Silence(ms=1500), *turn(), Hangup()]
+            steps = [*one_turn(), Silence(ms=1500), *one_turn(), Hangup()]
             call = asyncio.create_task(place_call(relay.base_url, steps=steps))
             started = await _events_until(console, "call.started")
             first = await relay.sim.wait_for_session(1)

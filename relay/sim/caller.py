@@ -92,6 +92,16 @@ class Hangup:
 Step = Speak | Silence | Dtmf | WaitForAssistant | WaitForAssistantDone | Hangup
 
 
+def one_turn(speak_ms: int = 600, pause_ms: int = 400, wait_s: float = 8.0) -> list[Step]:
+    """Say something, then listen to the whole answer: the usual building block of a call."""
+    return [
+        Speak(ms=speak_ms),
+        Silence(ms=pause_ms),
+        WaitForAssistant(timeout=wait_s),
+        WaitForAssistantDone(timeout=10.0),
+    ]
+
+
 # --- what happened ---------------------------------------------------------------------
 
 
