@@ -80,6 +80,7 @@ async def console_endpoint(ws: WebSocket) -> None:
             "calls": [r.bridge.info() for r in ctx.hub.calls.values()],
             "ended": ctx.hub.ended[-20:],
             "default_session": ctx.default_session,
+            "greeting": ctx.greeting,
             "tools": ctx.tools.schemas(),
         },
     )
@@ -160,7 +161,9 @@ async def _dispatch(ctx: RelayContext, cmd: ConsoleCommand) -> dict[str, Any]:
         return {"call_sid": sim_sid}
     if isinstance(cmd, SessionUpdateCommand) and cmd.scope in ("default", "both"):
         session = ctx.set_default_session(cmd.session)
-        ctx.hub.publish({"type": "session.default", "session": session})
+        if isinstance(cmd.greeting, str):
+            ctx.greeting = cmd.greeting.strip()[:2000]
+        ctx.hub.publish({"type": "session.default", "session": session, "greeting": ctx.greeting})
         if cmd.scope == "default":
             return {}
     call_sid: str | None = getattr(cmd, "call_sid", None)

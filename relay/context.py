@@ -33,12 +33,14 @@ class RelayContext:
     tokens: StreamTokens = field(default_factory=StreamTokens)
     signatures: SignatureChecker = field(init=False)
     default_session: dict[str, Any] = field(default_factory=dict)
+    greeting: str = ""  # RELAY_GREETING, changeable from the console for new calls
     draining: bool = False
     sim_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     public_base: str = ""  # where simulated calls reach this relay
 
     def __post_init__(self) -> None:
         self.signatures = SignatureChecker(self.settings.twilio_auth_token)
+        self.greeting = self.greeting or self.settings.greeting
         if not self.default_session:
             # Env tools plus the relay's own; a console default later replaces the list.
             session = dict(self.settings.session)

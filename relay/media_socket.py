@@ -189,7 +189,7 @@ class MediaStreamEndpoint:
             config=CallConfig(
                 session=session,
                 backend_tools=ctx.tools.names(),
-                greeting=settings.greeting,
+                greeting=ctx.greeting,
                 dtmf_format=settings.dtmf_format,
                 early_audio_ms=settings.early_audio_ms,
                 console_tool_timeout_s=settings.console_tool_timeout_s,

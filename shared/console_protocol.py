@@ -25,6 +25,8 @@ class SessionUpdateCommand(Command, tag="session.update"):
     session: dict[str, Any]
     call_sid: str | None = None
     scope: Literal["call", "default", "both"] = "call"
+    # What the agent says first on new calls ("" = wait for the caller); default scope only.
+    greeting: str | UnsetType = UNSET
 
 
 class ItemCreateCommand(Command, tag="conversation.item.create"):
@@ -107,6 +109,8 @@ def decode_command(data: bytes | str) -> ConsoleCommand:
         raise CommandError(text) from None
     except msgspec.DecodeError as exc:
         raise CommandError(f"not valid JSON: {exc}") from None
+    except (RecursionError, UnicodeEncodeError):  # deep nesting; a str with lone surrogates
+        raise CommandError("not valid JSON: nested too deeply or not valid UTF-8") from None
 
 
 def encode_command(cmd: ConsoleCommand) -> bytes:

@@ -417,3 +417,26 @@ async def test_console_places_a_simulated_call_in_simulator_mode() -> None:
             await _next(ws, "turn.latency", timeout=15)
             ended = await _next(ws, "call.ended", timeout=30)
             assert ended["summary"]["turns"] >= 1
+
+
+async def test_a_greeting_set_from_the_console_makes_the_agent_speak_first() -> None:
+    script = ModelScript(replies=[Reply("Welcome to the line!", audio_ms=500)])
+    async with running_relay(BASE_ENV, script) as relay:
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"{relay.ws_url}/logs") as ws:
+            hello = await _next(ws, "relay.hello")
+            assert hello["greeting"] == ""
+            await ws.send_json(
+                {
+                    "type": "session.update",
+                    "scope": "default",
+                    "session": {},
+                    "greeting": "Greet the caller warmly.",
+                }
+            )
+            assert (await _next(ws, "session.default"))["greeting"] == "Greet the caller warmly."
+        steps = [WaitForAssistant(timeout=5), WaitForAssistantDone(timeout=10), Hangup()]
+        record = await place_call(relay.base_url, steps=steps)  # the caller says nothing
+        assert record.ok, record.summary()
+        assert record.total_heard_ms == pytest.approx(500, abs=1)
+        create = await relay.sim.sessions[0].wait_for("response.create")
+        assert create["response"] == {"instructions": "Greet the caller warmly."}
