@@ -7,10 +7,15 @@ Unknown fields on known events are tolerated (the API adds fields over time).
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import msgspec
 from msgspec import UNSET, UnsetType
+
+# The relay splices an audio delta and its item id into the frames it sends Twilio
+# without re-encoding, so values that could break out of a JSON string are refused.
+B64 = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9+/]*={0,2}\Z")]
+PlainId = Annotated[str, msgspec.Meta(pattern=r'^[^"\\\x00-\x1f]*\Z')]
 
 # --- shared pieces -------------------------------------------------------------------
 
@@ -257,10 +262,10 @@ class ContentPartDone(ServerEvent, tag="response.content_part.done"):
 
 class OutputAudioDelta(ServerEvent, tag="response.output_audio.delta"):
     response_id: str = ""
-    item_id: str = ""
+    item_id: PlainId = ""
     output_index: int = 0
     content_index: int = 0
-    delta: str = ""
+    delta: B64 = ""
 
 
 class OutputAudioDone(ServerEvent, tag="response.output_audio.done"):
@@ -407,10 +412,13 @@ _encoder = msgspec.json.Encoder()
 
 def decode_server_event(data: bytes | str) -> AnyServerEvent:
     """Decode one server event. Unknown types pass through; malformed JSON raises DecodeError."""
-    env = _envelope_decoder.decode(data)
-    if env.type in SERVER_EVENT_TYPES:
-        return _server_decoder.decode(data)
-    return UnknownServerEvent(type=env.type, raw=_dict_decoder.decode(data))
+    try:
+        env = _envelope_decoder.decode(data)
+        if env.type in SERVER_EVENT_TYPES:
+            return _server_decoder.decode(data)
+        return UnknownServerEvent(type=env.type, raw=_dict_decoder.decode(data))
+    except (RecursionError, UnicodeEncodeError):  # deep nesting; a str with lone surrogates
+        raise msgspec.DecodeError("JSON is nested too deeply or not valid UTF-8") from None
 
 
 def decode_client_event(data: bytes | str) -> AnyClientEvent:

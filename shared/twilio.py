@@ -6,9 +6,16 @@ Unknown fields are tolerated; an unknown `event` is a decode error the caller re
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Annotated, Union
 
 import msgspec
+
+# The relay splices these into JSON it sends on (the media payload into the model's
+# `input_audio_buffer.append`, the SIDs into every frame and console event) without
+# re-encoding, so a value that could break out of a JSON string (a quote, a backslash,
+# a control character) is refused at decode time.
+JsonSafe = Annotated[str, msgspec.Meta(pattern=r'^[^"\\\x00-\x1f]*\Z')]
+Sid = Annotated[str, msgspec.Meta(pattern=r'^[^"\\\x00-\x1f]{1,64}\Z')]
 
 
 class MediaFormat(msgspec.Struct):
@@ -18,8 +25,8 @@ class MediaFormat(msgspec.Struct):
 
 
 class StartInfo(msgspec.Struct):
-    streamSid: str
-    callSid: str
+    streamSid: Sid
+    callSid: Sid
     accountSid: str = ""
     tracks: list[str] = msgspec.field(default_factory=lambda: ["inbound"])
     customParameters: dict[str, str] = msgspec.field(default_factory=dict)
@@ -27,7 +34,7 @@ class StartInfo(msgspec.Struct):
 
 
 class MediaInfo(msgspec.Struct):
-    payload: str
+    payload: JsonSafe
     track: str = "inbound"
     chunk: str = ""
     timestamp: str = ""
@@ -122,7 +129,42 @@ _encoder = msgspec.json.Encoder()
 
 def decode_inbound(data: bytes | str) -> TwilioInbound:
     """Decode one frame Twilio sent; raises msgspec.DecodeError with a reason."""
-    return _inbound_decoder.decode(data)
+    try:
+        return _inbound_decoder.decode(data)
+    except (RecursionError, UnicodeEncodeError):  # deep nesting; a str with lone surrogates
+        raise msgspec.DecodeError("JSON is nested too deeply or not valid UTF-8") from None
+
+
+class _PayloadOnly(msgspec.Struct):
+    payload: str
+
+
+class _HotFrame(msgspec.Struct):
+    """Just what the hot path needs from a frame; every other field is skipped, not built."""
+
+    event: str
+    media: _PayloadOnly | None = None
+
+
+_hot_decoder = msgspec.json.Decoder(_HotFrame)
+
+
+def media_payload(data: str) -> str | None:
+    """Hot path: the payload of a media frame, or None for anything else. Never raises.
+
+    On None, decode the frame with `decode_inbound` (which validates and reports). A frame
+    with a backslash always takes that path: only an escape can put a quote, a backslash or a
+    control character into a decoded string, and the payload is spliced into JSON as is.
+    """
+    if "\\" in data:
+        return None
+    try:
+        frame = _hot_decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):
+        return None
+    if frame.event == "media" and frame.media is not None:
+        return frame.media.payload
+    return None
 
 
 def decode_outbound(data: bytes | str) -> TwilioOutbound:
