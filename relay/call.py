@@ -126,6 +126,7 @@ class CallBridge:
     _prefix: str = ""
     _mark_prefix: str = ""
     model_at_connect: str = ""
+    _unknown_mark_logged: bool = False
 
     def __post_init__(self) -> None:
         sid = self.stream_sid
@@ -187,6 +188,8 @@ class CallBridge:
 
     def on_media(self, payload: str, now: float) -> bytes | None:
         """Caller audio. Returns the append event to send now, or None if queued."""
+        if self.ended:
+            return None
         if not self.model_ready:
             if len(self._early) == self._early.maxlen:
                 self._early_dropped += 1
@@ -197,6 +200,8 @@ class CallBridge:
         return b'{"type":"input_audio_buffer.append","audio":"' + payload.encode() + b'"}'
 
     def on_twilio(self, msg: tw.TwilioInbound, now: float) -> list[Action]:
+        if self.ended:
+            return []
         if isinstance(msg, tw.Media):
             data = self.on_media(msg.media.payload, now)
             return [ToModel(data)] if data is not None else []
@@ -211,6 +216,10 @@ class CallBridge:
     def on_mark(self, name: str, now: float) -> list[Action]:
         mark = self.playback.echoed(name, now)
         if mark is None:
+            item = name.rpartition(":")[0]
+            if item not in self.playback.items and not self._unknown_mark_logged:
+                self._unknown_mark_logged = True
+                log.warning("call %s: unknown mark %r ignored", self.call_sid, name[:64])
             return []
         actions: list[Action] = []
         if self.watched:
@@ -246,6 +255,8 @@ class CallBridge:
 
         `configured`: a pre-warmed session already got its session.update.
         """
+        if self.ended:
+            return []
         self.model_ready = True
         self.model_at_connect = self.model
         self._frames_in = 0
@@ -299,6 +310,8 @@ class CallBridge:
         return actions
 
     def on_model(self, raw: str | bytes, now: float) -> list[Action]:
+        if self.ended:
+            return []
         try:
             event = rt.decode_server_event(raw)
         except msgspec.DecodeError as exc:
@@ -529,7 +542,7 @@ class CallBridge:
     ) -> list[Action]:
         """A tool finished (backend handler, console answer, or timeout)."""
         entry = self.pending_tools.pop(call_id, None)
-        if entry is None:
+        if entry is None or self.ended:
             return []  # already answered (e.g. a console answer after the timeout)
         name = entry[0]
         item = rt.Item(type="function_call_output", call_id=call_id, output=output)
@@ -571,6 +584,8 @@ class CallBridge:
         return min(dues) if dues else None
 
     def on_timer(self, now: float) -> list[Action]:
+        if self.ended:
+            return []
         actions: list[Action] = []
         for call_id, (name, due) in list(self.pending_tools.items()):
             if due <= now:
@@ -587,6 +602,8 @@ class CallBridge:
 
     def on_console(self, cmd: ConsoleCommand, now: float) -> list[Action]:
         """A validated console command for this call. Raises ValueError to refuse it."""
+        if self.ended:
+            raise ValueError("the call has ended")
         if isinstance(cmd, SessionUpdateCommand):
             update = sess.check_update(cmd.session)
             new_model = update.get("model")

@@ -572,11 +572,6 @@ def test_call_bridge_never_raises_and_keeps_its_invariants(
     _run(events, greeting, watched, start_open)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="call.py: after end() the bridge still emits ToModel/ToTwilio "
-    "(on_model, on_twilio, on_tool_result, on_timer, on_console do not check self.ended)",
-)
 @FUZZ
 @given(steps, st.booleans())
 def test_call_bridge_sends_nothing_after_the_call_ended(

@@ -262,9 +262,6 @@ HOSTILE_EXTRA = [
             '{"event":"mark","streamSid":"$SID","mark":{"name":"no-such-mark"}}',
             "mark",
         ),
-        marks=pytest.mark.xfail(
-            strict=True, reason="call.py ignores an unknown mark silently (no log line)"
-        ),
         id="mark for an unknown name",
     ),
     pytest.param(
