@@ -11,7 +11,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Role = Literal["caller", "assistant", "tool_call", "tool_output", "dtmf", "error", "system"]
+Role = Literal[
+    "caller",
+    "assistant",
+    "tool_call",
+    "tool_output",
+    "dtmf",
+    "error",
+    "system",
+    "model",
+    "recording",
+]
 LineStatus = Literal["streaming", "done", "interrupted"]
 MAX_LINES = 500
 
@@ -195,6 +205,17 @@ class CallLog:
                     int(ev.get("latency_ms") or 0),
                 )
             )
+        elif kind == "model.reconnecting":
+            self._add("model", _reconnecting(ev), ts)
+        elif kind == "model.switched":
+            self.model = str(ev.get("model") or self.model)
+            reason = str(ev.get("reason") or "")
+            self._add(
+                "model",
+                f"moved to a fresh model session ({self.model or 'model'})"
+                + (f": {reason}" if reason else ""),
+                ts,
+            )
         elif kind == "error":
             msg = f"{ev.get('source', 'relay')} error"
             if ev.get("code"):
@@ -202,6 +223,10 @@ class CallLog:
             msg += f": {ev.get('message', '')}"
             self.last_error = msg
             self._add("error", msg, ts)
+
+    def note(self, role: Role, text: str, ts: float) -> None:
+        """A line from the console itself (e.g. a recording started)."""
+        self._add(role, text, ts)
 
     def _function(self, call_id: str, name: str, ts: float) -> FunctionCall:
         fc = self.functions.get(call_id)
@@ -303,6 +328,14 @@ class CallLog:
             ln.id == item_id and ln.role == "assistant" for ln in self.lines
         ):
             self._line(item_id, "assistant", ts)
+
+
+def _reconnecting(ev: dict[str, Any]) -> str:
+    code = ev.get("code")
+    attempt = ev.get("attempt")
+    text = "model connection lost" + (f" (close code {code})" if code is not None else "")
+    text += "; reconnecting"
+    return text + (f", attempt {attempt}" if attempt else "") + "…"
 
 
 def _compact(arguments: str) -> str:

@@ -150,3 +150,19 @@ def to_session(form: ConfigForm, tools: list[dict[str, Any]] | None = None) -> d
         return ga.check_update(raw)
     except ga.SessionConfigError as exc:
         raise FormError(exc.field, str(exc).split(": ", 1)[-1]) from None
+
+
+def session_command(
+    session: dict[str, Any], call_sid: str | None, scope: str, greeting: str
+) -> dict[str, Any]:
+    """The `session.update` command. The greeting is what new calls open with, so it goes
+    with `default`/`both` only ("" = new calls wait for the caller to speak)."""
+    command: dict[str, Any] = {
+        "type": "session.update",
+        "session": session,
+        "call_sid": call_sid,
+        "scope": scope,
+    }
+    if scope in ("default", "both"):
+        command["greeting"] = greeting.strip()
+    return command

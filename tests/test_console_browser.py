@@ -3,7 +3,8 @@
 Starts `python -m relay` and `scripts/start-console prod` as subprocesses on free ports,
 then drives the page like a user: a wrong password is refused, the right one logs in, the
 checklist shows, a simulated call streams caller and assistant lines, new instructions
-reach the model as a session.update, and the model's tool call shows in the panel.
+reach the model as a session.update, a greeting saved for new calls comes back from the
+relay, and the model's tool call shows in the panel.
 Screenshots go to tests/artifacts/.
 """
 
@@ -29,6 +30,7 @@ PASSWORD = "browser-test-pw"
 TOKEN = "browser-test-token"
 CONSOLE_START_TIMEOUT_S = float(os.environ.get("CONSOLE_START_TIMEOUT_S", "600"))
 PIRATE = "Speak like a pirate on every turn."
+GREETING = "Ahoy, this is the test line."
 
 pytestmark = [
     pytest.mark.browser,
@@ -222,6 +224,13 @@ async def test_console_end_to_end(stack: dict[str, Any], artifacts: Path) -> Non
             update = await model_got_instructions(stack["model"], PIRATE, timeout=20)
             assert update["session"]["type"] == "realtime"
             await expect(page.locator("#notice")).to_contain_text("session.update", timeout=10000)
+
+            # A greeting saved as the default for new calls: the relay confirms it back.
+            await expect(page.locator("#relay-greeting")).to_contain_text("none")
+            await page.fill("#greeting", GREETING)
+            await page.locator("#greeting").blur()
+            await page.click("#save-default")
+            await expect(page.locator("#relay-greeting")).to_contain_text(GREETING, timeout=10000)
 
             # The model's tool call shows in the function calls panel, with its outcome.
             calls = page.locator("#function-calls .function-call").first

@@ -280,3 +280,39 @@ def test_call_book_lifecycle() -> None:
     book.hello([])  # relay restarted: CA0 is gone
     assert not book.calls["CA0"].live
     assert book.apply({"type": "pong", "id": "1"}) is None
+
+
+def test_model_reconnects_and_switches_show_as_model_lines() -> None:
+    book = CallBook()
+    book.apply(
+        ev(
+            "call.started",
+            call={"call_sid": SID, "from": "+14155550100", "model": "gpt-realtime"},
+        )
+    )
+    book.apply(ev("model.reconnecting", code=1006, attempt=1))
+    book.apply(ev("model.reconnecting", code=None, attempt=2))
+    book.apply(
+        ev("model.switched", model="gpt-realtime-mini", reason="model changed from the console")
+    )
+    book.apply(ev("error", source="model", code="switch_failed", message="connect refused"))
+    log = book.calls[SID]
+    assert [r[:2] for r in rows(log)] == [
+        ("model", "model connection lost (close code 1006); reconnecting, attempt 1…"),
+        ("model", "model connection lost; reconnecting, attempt 2…"),
+        (
+            "model",
+            "moved to a fresh model session (gpt-realtime-mini): model changed from the console",
+        ),
+        ("error", "model error switch_failed: connect refused"),
+    ]
+    assert log.model == "gpt-realtime-mini"
+    assert log.live  # a reconnect is not the end of the call
+
+
+def test_console_notes_land_in_the_transcript() -> None:
+    log = CallLog(SID)
+    log.note("recording", "recording RE1 in-progress (automatic), dual channel", 1.0)
+    assert rows(log) == [
+        ("recording", "recording RE1 in-progress (automatic), dual channel", "done")
+    ]

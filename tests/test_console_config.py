@@ -154,3 +154,27 @@ def test_templates_mark_backend_tools_and_disabled_tools_are_left_out() -> None:
         parse_tool(text)  # every template is valid
     entries = [entry(FUNCTION), entry(backend[0], backend=True, enabled=False)]
     assert session_tools(entries) == [FUNCTION]
+
+
+@pytest.mark.parametrize(
+    ("scope", "call_sid", "greeting"),
+    [("call", "CA1", None), ("default", None, "Hello, thanks for calling!"), ("both", "CA1", "")],
+)
+def test_greeting_is_saved_for_new_calls_only(
+    scope: str, call_sid: str | None, greeting: str | None
+) -> None:
+    from console.config_form import session_command
+    from shared.console_protocol import SessionUpdateCommand, decode_command
+
+    session = to_session(ConfigForm())
+    cmd = session_command(
+        session, call_sid, scope, "  Hello, thanks for calling!  " if greeting else ""
+    )
+    assert cmd.get("greeting") == greeting
+    assert "greeting" in cmd or scope == "call"
+    typed = decode_command(json.dumps(cmd))  # the relay's own validation accepts it
+    assert isinstance(typed, SessionUpdateCommand) and typed.scope == scope
+
+
+def test_the_relays_greeting_fills_the_form() -> None:
+    assert from_session(DEFAULT_SESSION, greeting="Hi there").greeting == "Hi there"

@@ -68,19 +68,38 @@ def outbound_panel() -> rx.Component:
             size="1",
             width="100%",
         ),
-        rx.input(
-            placeholder="Caller ID (a number on your account)",
-            value=PhoneState.caller_id,
-            on_change=PhoneState.set_caller_id,
-            size="1",
-            width="100%",
-        ),
-        rx.hstack(
-            rx.switch(
-                checked=PhoneState.record_calls, on_change=PhoneState.set_record_calls, size="1"
+        rx.cond(
+            PhoneState.caller_ids.length() > 0,
+            rx.vstack(
+                rx.text("Caller ID", size="1", color_scheme="gray"),
+                rx.select(
+                    PhoneState.caller_ids,
+                    value=PhoneState.caller_id,
+                    on_change=PhoneState.set_caller_id,
+                    size="1",
+                    width="100%",
+                    id="caller-id",
+                ),
+                spacing="0",
+                width="100%",
             ),
-            rx.text("Record (dual channel; check consent laws)", size="1"),
-            align="center",
+            rx.text(
+                "No caller ID yet: set TWILIO_OUTBOUND_NUMBER or run the checklist to list "
+                "the account's numbers.",
+                size="1",
+                color_scheme="gray",
+            ),
+        ),
+        rx.cond(
+            PhoneState.auto_record != "",
+            rx.text(PhoneState.auto_record, size="1", color_scheme="gray"),
+            rx.hstack(
+                rx.switch(
+                    checked=PhoneState.record_call, on_change=PhoneState.set_record_call, size="1"
+                ),
+                rx.text("Record this call (dual channel; check consent laws)", size="1"),
+                align="center",
+            ),
         ),
         rx.button("Call", size="1", on_click=PhoneState.place_call),
         recording_controls(),
@@ -111,13 +130,23 @@ def recording_controls() -> rx.Component:
             spacing="1",
             wrap="wrap",
         ),
-        rx.cond(
-            PhoneState.recording_sid != "",
-            rx.text(PhoneState.recording_sid, " · ", PhoneState.recording_status, size="1"),
-        ),
+        recording_status(),
         rx.foreach(PhoneState.recordings, _recording),
         spacing="1",
         width="100%",
+    )
+
+
+def recording_status() -> rx.Component:
+    """The selected call's recording: SID and status, or the readable Twilio error."""
+    return rx.cond(
+        FeedState.recording_text != "",
+        rx.text(
+            FeedState.recording_text,
+            size="1",
+            color_scheme=rx.cond(FeedState.recording_error, "red", "gray"),
+            class_name="recording-status",
+        ),
     )
 
 

@@ -125,19 +125,47 @@ def config_panel() -> rx.Component:
             width="100%",
         ),
         rx.hstack(
-            rx.box(_input("greeting", "Greeting"), flex="1"),
+            rx.box(
+                _input(
+                    "greeting",
+                    "Greeting (new calls open with it; Save as default)",
+                    id="greeting",
+                    placeholder="empty: new calls wait for the caller",
+                ),
+                flex="1",
+            ),
             rx.button("Say now", size="1", variant="soft", on_click=ConfigState.say_greeting),
             align="end",
             width="100%",
+        ),
+        rx.text(
+            rx.cond(
+                FeedState.default_greeting != "",
+                "Relay's greeting for new calls: " + FeedState.default_greeting,
+                "Relay's greeting for new calls: none (the agent waits for the caller)",
+            ),
+            size="1",
+            color_scheme="gray",
+            id="relay-greeting",
         ),
         rx.hstack(
             rx.button(
                 "Apply to call", size="1", on_click=ConfigState.apply("call"), id="apply-call"
             ),
             rx.button(
-                "Save as default", size="1", variant="soft", on_click=ConfigState.apply("default")
+                "Save as default",
+                size="1",
+                variant="soft",
+                on_click=ConfigState.apply("default"),
+                id="save-default",
             ),
-            rx.button("Both", size="1", variant="soft", on_click=ConfigState.apply("both")),
+            rx.button(
+                "Both",
+                size="1",
+                variant="soft",
+                on_click=ConfigState.apply("both"),
+                id="apply-both",
+            ),
             spacing="2",
             wrap="wrap",
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from console.components.calls import recording_status
 from console.components.common import panel
 from console.state.feed import FeedState
 
@@ -15,7 +16,10 @@ ROLE_LABEL = {
     "dtmf": "Keypad",
     "error": "Error",
     "system": "Call",
+    "model": "Model",
+    "recording": "Recording",
 }
+QUIET_ROLES = ("system", "model", "recording")  # small grey lines about the call itself
 
 
 def _line(line: rx.Var) -> rx.Component:  # type: ignore[type-arg]
@@ -43,7 +47,8 @@ def _line(line: rx.Var) -> rx.Component:  # type: ignore[type-arg]
                 rx.text.span("  (", line["note"], ")", color="var(--gray-9)", font_size="11px"),
             ),
             font_family=rx.cond((role == "tool_call") | (role == "tool_output"), "monospace", ""),
-            font_size="14px",
+            font_size=rx.cond(_quiet(role), "12px", "14px"),
+            color=rx.cond(_quiet(role), "var(--gray-11)", ""),
             opacity=rx.cond(line["status"] == "streaming", "0.7", "1"),
         ),
         align="start",
@@ -51,6 +56,10 @@ def _line(line: rx.Var) -> rx.Component:  # type: ignore[type-arg]
         class_name=rx.cond(True, "line line-" + role.to(str), "line"),
         width="100%",
     )
+
+
+def _quiet(role: rx.Var) -> rx.Var:  # type: ignore[type-arg]
+    return (role == QUIET_ROLES[0]) | (role == QUIET_ROLES[1]) | (role == QUIET_ROLES[2])
 
 
 def transcript_panel() -> rx.Component:
@@ -61,7 +70,10 @@ def transcript_panel() -> rx.Component:
             rx.hstack(
                 rx.text(FeedState.selected, size="1", color_scheme="gray"),
                 rx.badge(FeedState.call_state, variant="soft"),
+                recording_status(),
                 spacing="2",
+                align="center",
+                wrap="wrap",
             ),
             rx.text("Pick a call (or place a simulated one).", size="1", color_scheme="gray"),
         ),

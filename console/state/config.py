@@ -6,7 +6,13 @@ from typing import Any
 
 import reflex as rx
 
-from console.config_form import ConfigForm, FormError, from_session, to_session
+from console.config_form import (
+    ConfigForm,
+    FormError,
+    from_session,
+    session_command,
+    to_session,
+)
 from console.state.auth import AuthState
 
 _BOOLS = ("create_response", "interrupt_response")
@@ -31,11 +37,12 @@ class ConfigState(AuthState):
     status: str = "Not sent yet: the relay's default applies."
     error: str = ""
 
-    def load_default(self, session: dict[str, Any], only_if_pristine: bool) -> None:
+    def load_default(self, session: dict[str, Any], greeting: str, only_if_pristine: bool) -> None:
+        """Show the relay's default session and greeting (unless the user is editing)."""
         if only_if_pristine and not self.pristine:
             return
         try:
-            self.form = _to_strings(from_session(session, greeting=self.form.get("greeting", "")))
+            self.form = _to_strings(from_session(session, greeting=greeting))
         except ValueError:
             return  # a default we cannot show keeps the current form
 
@@ -69,7 +76,7 @@ class ConfigState(AuthState):
             return
         why = await send_command(
             self.router.session.client_token,
-            {"type": "session.update", "session": session, "call_sid": call_sid, "scope": scope},
+            session_command(session, call_sid, scope, self.form.get("greeting", "")),
         )
         self.error = why
         if not why:

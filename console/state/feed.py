@@ -6,22 +6,75 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 import time
 from typing import Any
 
 import reflex as rx
 from reflex_base.event import EventSpec
 
+from console import recording
 from console import settings as console_settings
 from console.calls import CallBook, CallLog
 from console.feed import FeedOffline, RelayFeed
+from console.hangup import hang_up
 from console.phone import mask
 from console.state.auth import AuthState
+from console.twilio_service import TwilioError, twilio
 
 FEEDS: dict[str, RelayFeed] = {}
 BOOKS: dict[str, CallBook] = {}
+QUEUES: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+TASKS: set[asyncio.Task[None]] = set()
+_log = logging.getLogger("console.feed")
 GONE_AFTER_S = 60.0  # stop a feed whose browser has been gone this long
+
+
+def broadcast(event: dict[str, Any]) -> None:
+    """Hand a console-made event (e.g. a recording started) to every browser's feed loop."""
+    for queue in QUEUES.values():
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(event)
+
+
+def recording_event(rec: recording.CallRecording) -> dict[str, Any]:
+    return {
+        "type": "_recording",
+        "call_sid": rec.call_sid,
+        "line": rec.describe(),
+        "ts": time.time(),
+    }
+
+
+async def _record(call_sid: str, check_existing: bool) -> None:
+    """Start the automatic recording of a call this feed claimed; tell every browser."""
+    settings = console_settings.get()
+    try:
+        async with twilio(settings) as tw:
+            rec = await recording.start(
+                recording.RECORDER, tw, call_sid, check_existing=check_existing
+            )
+    except TwilioError as exc:  # not configured after all
+        rec = _failed(call_sid, str(exc))
+    except Exception as exc:  # a bug here must not leave the call "starting" forever
+        _log.exception("automatic recording of %s", call_sid)
+        rec = _failed(call_sid, f"unexpected {exc.__class__.__name__}")
+    broadcast(recording_event(rec))
+
+
+def _failed(call_sid: str, why: str) -> recording.CallRecording:
+    claimed = recording.RECORDER.get(call_sid) or recording.CallRecording(call_sid, auto=True)
+    rec = dataclasses.replace(claimed, status="failed", error=why)
+    recording.RECORDER.put(rec)
+    return rec
+
+
+def _spawn(coro: Any) -> None:
+    task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    TASKS.add(task)
+    task.add_done_callback(TASKS.discard)
 
 
 async def send_command(token: str, command: dict[str, Any]) -> str:
@@ -75,7 +128,10 @@ class FeedState(AuthState):
     notice: str = ""
     notice_error: bool = False
     default_session_json: str = ""
+    default_greeting: str = ""
     backend_tools_json: str = "[]"
+    recording_text: str = ""
+    recording_error: bool = False
 
     @rx.var
     def selected_live(self) -> bool:
@@ -101,6 +157,7 @@ class FeedState(AuthState):
             FEEDS[token] = feed
             BOOKS.setdefault(token, CallBook())
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=20000)
+        QUEUES[token] = queue
 
         async def on_event(ev: dict[str, Any]) -> None:
             if ev.get("type") != "audio.progress" or queue.qsize() < 10000:
@@ -128,29 +185,48 @@ class FeedState(AuthState):
                 while not queue.empty():
                     batch.append(queue.get_nowait())
                 async with self:
-                    await self._apply(batch)
+                    to_record = await self._apply(batch)
+                for sid, check_existing in to_record:
+                    _spawn(_record(sid, check_existing))
                 # Coalesce bursts (audio.progress, deltas) into one update every ~50 ms.
                 await asyncio.sleep(0.05)
         finally:
             feed.stop()
             FEEDS.pop(token, None)
+            if QUEUES.get(token) is queue:
+                del QUEUES[token]
             await asyncio.gather(runner, return_exceptions=True)
 
-    async def _apply(self, batch: list[dict[str, Any]]) -> None:
+    async def _apply(self, batch: list[dict[str, Any]]) -> list[tuple[str, bool]]:
+        """Fold a batch of events in; returns the calls this feed should start recording."""
         book = BOOKS.setdefault(self.router.session.client_token, CallBook())
+        to_record: list[tuple[str, bool]] = []
         for ev in batch:
             kind = ev.get("type")
             if kind == "_status":
                 self.online = bool(ev["online"])
                 self.offline_reason = str(ev["why"])
+            elif kind == "_recording":
+                log = book.calls.get(str(ev.get("call_sid")))
+                if log is not None:
+                    log.note("recording", str(ev.get("line") or ""), float(ev.get("ts") or 0.0))
             elif kind == "relay.hello":
                 book.hello(list(ev.get("calls") or []))
                 self.simulator = bool(ev.get("simulator"))
                 self.relay_version = str(ev.get("version") or "")
                 self.backend_tools_json = json.dumps(ev.get("tools") or [])
+                self.default_greeting = str(ev.get("greeting") or "")
                 await self._new_default(ev.get("default_session") or {}, first=True)
+                # Calls already live when this console connected: record them too, unless
+                # a recording is already running (a previous console process may have one).
+                to_record += [(c.call_sid, True) for c in book.ordered() if self._records(c)]
             elif kind == "session.default":
+                self.default_greeting = str(ev.get("greeting") or "")
                 await self._new_default(ev.get("session") or {}, first=False)
+            elif kind == "error" and not ev.get("call_sid"):
+                self.notice_error = True
+                code = f" {ev['code']}" if ev.get("code") else ""
+                self.notice = f"{ev.get('source', 'relay')} error{code}: {ev.get('message', '')}"
             elif kind in ("command.ok", "command.error"):
                 self.notice_error = kind == "command.error"
                 self.notice = (
@@ -164,9 +240,18 @@ class FeedState(AuthState):
                     current = book.calls.get(self.selected)
                     if current is None or not current.live:
                         self.selected = log.call_sid
+                    if self._records(log):
+                        to_record.append((log.call_sid, False))
         if not self.selected and book.calls:
             self.selected = book.ordered()[0].call_sid
         self._refresh()
+        return to_record
+
+    def _records(self, log: CallLog) -> bool:
+        """Should this feed start the recording of `log`? (Claims it: once per process.)"""
+        return log.live and recording.should_record(
+            recording.RECORDER, console_settings.get(), self.simulator, log.call_sid
+        )
 
     async def _new_default(self, session: dict[str, Any], first: bool) -> None:
         self.default_session_json = json.dumps(session)
@@ -174,7 +259,7 @@ class FeedState(AuthState):
         from console.state.tools import ToolsState
 
         config = await self.get_state(ConfigState)
-        config.load_default(session, only_if_pristine=not first)
+        config.load_default(session, self.default_greeting, only_if_pristine=not first)
         tools = await self.get_state(ToolsState)
         tools.load(session.get("tools") or [], json.loads(self.backend_tools_json))
 
@@ -184,6 +269,9 @@ class FeedState(AuthState):
             return
         self.calls = [_call_row(c) for c in book.ordered()]
         log = book.calls.get(self.selected)
+        rec = recording.RECORDER.get(self.selected)
+        self.recording_text = rec.describe(log is not None and log.live) if rec else ""
+        self.recording_error = bool(rec and rec.error)
         if log is None:
             self.lines, self.functions, self.latency, self.usage = [], [], [], {}
             self.call_state = self.call_error = self.applied_session = ""
@@ -258,8 +346,15 @@ class FeedState(AuthState):
 
     @rx.event
     async def end_call(self) -> None:
-        if self.authed() and self.selected:
-            await self._send({"type": "call.end", "call_sid": self.selected}, "hanging up…")
+        if not self.authed() or not self.selected:
+            return
+        token = self.router.session.client_token
+
+        async def send(command: dict[str, Any]) -> str:
+            return await send_command(token, command)
+
+        result = await hang_up(self.selected, console_settings.get(), self.simulator, send)
+        self.notice, self.notice_error = result.message, result.error
 
     @rx.event
     async def answer_function(self, form: dict[str, str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import reflex as rx
@@ -11,7 +12,9 @@ import reflex as rx
 from console import media
 from console import settings as console_settings
 from console.checklist import run_checklist
-from console.phone import PhoneNumberError, normalize_e164
+from console.outbound import caller_id_options, check_call, initial_caller_id
+from console.phone import PhoneNumberError
+from console.recording import RECORDER, CallRecording
 from console.state.auth import AuthState
 from console.twilio_service import RecordingStatus, TwilioError, TwilioService, twilio
 
@@ -76,6 +79,8 @@ class ChecklistState(AuthState):
         self.chosen_sid = result.chosen.sid if result.chosen else ""
         self.ready = result.ready
         self.checking = False
+        phone = await self.get_state(PhoneState)
+        phone.set_account_numbers([n.phone_number for n in result.numbers])
 
     @rx.event
     async def choose(self, label: str) -> None:
@@ -101,11 +106,11 @@ class ChecklistState(AuthState):
 class PhoneState(AuthState):
     to_number: str = ""
     caller_id: str = ""
+    caller_ids: list[str] = []
     message: str = ""
     error: bool = False
-    record_calls: bool = False
-    recording_sid: str = ""
-    recording_status: str = ""
+    record_call: bool = False
+    auto_record: str = ""  # what the page says about CONSOLE_RECORD_CALLS
     recordings: list[dict[str, str]] = []
 
     def _fail(self, text: str) -> None:
@@ -117,9 +122,19 @@ class PhoneState(AuthState):
     @rx.event
     def init(self) -> None:
         settings = console_settings.get()
-        self.record_calls = settings.record_calls
-        if not self.caller_id:
-            self.caller_id = settings.twilio_outbound_number
+        self.auto_record = (
+            "Every Twilio call is recorded (CONSOLE_RECORD_CALLS), dual channel."
+            if settings.record_calls
+            else ""
+        )
+        if not self.caller_ids:  # the checklist fills in the account's numbers
+            self.set_account_numbers([])
+
+    def set_account_numbers(self, numbers: list[str]) -> None:
+        """The caller-ID choices: TWILIO_OUTBOUND_NUMBER and the account's numbers."""
+        default = console_settings.get().twilio_outbound_number
+        self.caller_ids = caller_id_options(numbers, default)
+        self.caller_id = initial_caller_id(self.caller_id, self.caller_ids, default)
 
     @rx.event
     def set_to_number(self, value: str) -> None:
@@ -130,59 +145,80 @@ class PhoneState(AuthState):
         self.caller_id = value
 
     @rx.event
-    def set_record_calls(self, value: bool) -> None:
-        self.record_calls = value
+    def set_record_call(self, value: bool) -> None:
+        self.record_call = value
 
     @rx.event
     async def place_call(self) -> None:
         if not self.authed():
             return
         try:
-            to = normalize_e164(self.to_number)
-            from_ = normalize_e164(self.caller_id)
+            call = check_call(self.to_number, self.caller_id, self.caller_ids)
         except PhoneNumberError as exc:
             self._fail(str(exc))
             return
         try:
             async with twilio(console_settings.get()) as tw:
-                call = await tw.place_call(to, from_, record=self.record_calls)
-            self._ok(f"Calling {to}: {call.sid} ({call.status})")
+                placed = await tw.place_call(call.to, call.from_)
         except TwilioError as exc:
             self._fail(str(exc))
+            return
+        if self.record_call:
+            RECORDER.want(placed.sid)  # recorded (dual channel) once the relay has the call
+        self._ok(f"Calling {call.to} from {call.from_}: {placed.sid} ({placed.status})")
 
     async def _selected_call(self) -> str:
         from console.state.feed import FeedState
 
         return (await self.get_state(FeedState)).selected
 
+    async def _publish(self, rec: CallRecording) -> None:
+        from console.state.feed import FeedState, broadcast, recording_event
+
+        RECORDER.put(rec)
+        broadcast(recording_event(rec))
+        (await self.get_state(FeedState))._refresh()
+
     @rx.event
     async def start_recording(self) -> None:
         call_sid = await self._selected_call()
         if not self.authed() or not call_sid:
             return
+        current = RECORDER.get(call_sid)
+        if current and current.status in ("starting", "in-progress", "paused"):
+            self._fail(
+                f"This call is already being recorded ({current.recording_sid or 'starting'})."
+            )
+            return
         try:
             async with twilio(console_settings.get()) as tw:
                 rec = await tw.start_recording(call_sid)
-            self.recording_sid, self.recording_status = rec.sid, rec.status
-            self._ok(f"Recording {rec.sid}")
         except TwilioError as exc:
             self._fail(str(exc))
+            return
+        await self._publish(CallRecording(call_sid, rec.sid, rec.status))
+        self._ok(f"Recording {rec.sid}")
 
     @rx.event
     async def set_recording(self, status: str) -> None:
         call_sid = await self._selected_call()
-        if not self.authed() or not call_sid or not self.recording_sid:
+        if not self.authed() or not call_sid:
+            return
+        current = RECORDER.get(call_sid)
+        if current is None or not current.recording_sid:
+            self._fail("No recording of this call to change: start one first.")
             return
         if status not in ("in-progress", "paused", "stopped"):
             return
         wanted: RecordingStatus = status  # type: ignore[assignment]
         try:
             async with twilio(console_settings.get()) as tw:
-                rec = await tw.set_recording_status(call_sid, self.recording_sid, wanted)
-            self.recording_status = rec.status
-            self._ok(f"Recording {rec.sid} {rec.status}")
+                rec = await tw.set_recording_status(call_sid, current.recording_sid, wanted)
         except TwilioError as exc:
             self._fail(str(exc))
+            return
+        await self._publish(replace(current, status=rec.status, error=""))
+        self._ok(f"Recording {rec.sid} {rec.status}")
 
     @rx.event
     async def list_recordings(self) -> None:
