@@ -50,7 +50,9 @@ def make_app(model_url: str, public: str) -> Any:
             while True:
                 msg = await receive()
                 if msg["type"] == "lifespan.startup":
-                    http = aiohttp.ClientSession()
+                    # limit=0: aiohttp's default pool holds at most 100 connections, and each
+                    # call keeps one model socket open for its whole life.
+                    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
                     await send({"type": "lifespan.startup.complete"})
                 elif msg["type"] == "lifespan.shutdown":
                     if http is not None:
