@@ -158,7 +158,10 @@ def create_app(settings: Settings) -> Starlette:
             sim = SimModel()
             model_url = await sim.start("127.0.0.1", 0)
             log.info("no OPENAI_API_KEY: using the built-in simulated model at %s", model_url)
-        async with aiohttp.ClientSession() as http:
+        # No pool limit: every live call holds its model socket for its whole life, and
+        # aiohttp's default of 100 connections would leave call 101 waiting forever.
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as http:
             ctx = build_context(settings, http, model_url)
             app.state.relay = ctx
             try:

@@ -29,18 +29,6 @@ Receive = Any
 Send = Any
 
 
-class _MediaPayload(msgspec.Struct):
-    payload: str
-
-
-class _Frame(msgspec.Struct):
-    """Just what the hot path needs from a frame; every other field is skipped, not built."""
-
-    event: str
-    media: _MediaPayload | None = None
-
-
-_decode_frame = msgspec.json.Decoder(_Frame).decode
 HOP_SAMPLE = 16  # observe the inbound hop histogram on 1 media frame in 16
 
 
@@ -82,10 +70,18 @@ class MediaStreamEndpoint:
                 pass
 
         runner: CallRunner | None = None
-        bad_frames = 0
+        ignored: set[str] = set()  # kinds of bad frame already logged on this stream
+
+        def ignore(kind: str, detail: str) -> None:
+            """Log each kind of bad frame once per stream: garbage must not flood the log."""
+            if kind not in ignored:
+                ignored.add(kind)
+                sid = runner.bridge.call_sid if runner is not None else "-"
+                log.warning("/call (call %s): %s ignored (logged once per stream)", sid, detail)
+
         reason = "Twilio closed the stream"
         decode = tw.decode_inbound
-        decode_frame = _decode_frame
+        media_payload = tw.media_payload
         monotonic = time.monotonic
         perf_counter = time.perf_counter
         hop = metrics.HOP_INBOUND
@@ -100,23 +96,21 @@ class MediaStreamEndpoint:
                 if kind != "websocket.receive":
                     continue
                 text = message.get("text")
-                if text is None or len(text) > max_frame:
-                    bad_frames += 1
-                    if bad_frames <= 3:
-                        why = "binary frame" if text is None else f"{len(text)}-byte frame"
-                        log.warning("/call: %s ignored (Twilio sends small JSON text)", why)
+                if text is None:
+                    ignore("binary", "binary frame (Twilio sends JSON text)")
+                    continue
+                if len(text) > max_frame:
+                    ignore("huge", f"{len(text)}-byte frame (limit {max_frame})")
                     continue
                 if runner is not None:
-                    # Fast path, ~98% of frames: a media frame, decoded to its payload only.
-                    try:
-                        frame = decode_frame(text)
-                    except msgspec.DecodeError:
-                        frame = None  # reported by the full decode below
-                    if frame is not None and frame.event == "media" and frame.media is not None:
+                    # Fast path, ~98% of frames: a media frame, decoded to its payload only
+                    # (and safe to splice into JSON); anything else takes the full decode.
+                    payload = media_payload(text)
+                    if payload is not None:
                         media_frames += 1
                         timed = media_frames % HOP_SAMPLE == 0
                         t0 = perf_counter() if timed else 0.0
-                        data = runner.bridge.on_media(frame.media.payload, monotonic())
+                        data = runner.bridge.on_media(payload, monotonic())
                         if data is not None:
                             await runner.send_model(data)
                             if timed:
@@ -125,9 +119,7 @@ class MediaStreamEndpoint:
                 try:
                     msg = decode(text)
                 except msgspec.DecodeError as exc:
-                    bad_frames += 1
-                    if bad_frames <= 3:
-                        log.warning("/call: malformed frame ignored: %s", exc)
+                    ignore("malformed", f"malformed frame: {exc}")
                     continue
                 if runner is None:
                     if isinstance(msg, tw.Start):
@@ -137,21 +129,22 @@ class MediaStreamEndpoint:
                     elif isinstance(msg, tw.Connected):
                         continue
                     else:
-                        bad_frames += 1
-                        if bad_frames <= 3:
-                            log.warning("/call: %s before start ignored", type(msg).__name__)
+                        ignore("before-start", f"{type(msg).__name__} before start")
                     continue
                 bridge = runner.bridge
-                if type(msg) is tw.Media:  # not reached: the fast path above took it
+                if type(msg) is tw.Media:  # a valid media frame with JSON escapes in it
                     data = bridge.on_media(msg.media.payload, monotonic())
                     if data is not None:
                         await runner.send_model(data)
                     continue
                 if isinstance(msg, tw.Start):
-                    log.warning("call %s: second start ignored", bridge.call_sid)
+                    ignore("second-start", "second start")
                     continue
-                if msg.streamSid != bridge.stream_sid:  # type: ignore[union-attr]
-                    log.warning("call %s: frame for another stream ignored", bridge.call_sid)
+                if isinstance(msg, tw.Connected):
+                    ignore("connected", "repeated connected")
+                    continue
+                if msg.streamSid != bridge.stream_sid:
+                    ignore("other-stream", "frame for another stream")
                     continue
                 actions = bridge.on_twilio(msg, time.monotonic())
                 if actions:

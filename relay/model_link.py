@@ -42,6 +42,7 @@ class ModelConnector:
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
                 max_msg_size=32 * 1024 * 1024,
                 autoping=True,
+                compress=0,  # base64 audio barely compresses; deflate would cost CPU per frame
             )
         except aiohttp.WSServerHandshakeError as exc:
             raise ModelConnectError(f"model refused the connection: HTTP {exc.status}") from None

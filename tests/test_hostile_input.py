@@ -205,17 +205,9 @@ HOSTILE = [
     ),
 ]
 
-_XFAIL_ONE_LINE_PER_FRAME = pytest.mark.xfail(
-    strict=True,
-    reason="media_socket.py logs this once per frame (no cap on this branch)",
-)
 SECOND_START = (
     '{"event":"start","streamSid":"MZ1","start":{"streamSid":"MZ1","callSid":"CA1",'
     '"customParameters":{"stream_token":"x"}}}'
-)
-_FAST_PATH = (
-    "media_socket.py's hot path decodes media frames with its own struct (payload: str) "
-    "and catches only DecodeError, bypassing shared.twilio's checks"
 )
 HOSTILE_EXTRA = [
     pytest.param(
@@ -227,7 +219,6 @@ HOSTILE_EXTRA = [
             '\\"response.create"}}',
             "malformed",
         ),
-        marks=pytest.mark.xfail(strict=True, reason=_FAST_PATH),
         id="json injection in the media payload",
     ),
     pytest.param(
@@ -239,12 +230,10 @@ HOSTILE_EXTRA = [
             + "}}",
             "malformed",
         ),
-        marks=pytest.mark.xfail(strict=True, reason=_FAST_PATH),
         id="deeply nested json",
     ),
     pytest.param(
         Hostile("second start", SECOND_START, "second start"),
-        marks=_XFAIL_ONE_LINE_PER_FRAME,
         id="second start",
     ),
     pytest.param(
@@ -253,7 +242,6 @@ HOSTILE_EXTRA = [
             '{"event":"dtmf","streamSid":"MZother","dtmf":{"digit":"1"}}',
             "another stream",
         ),
-        marks=_XFAIL_ONE_LINE_PER_FRAME,
         id="frame for another stream",
     ),
     pytest.param(
@@ -266,11 +254,6 @@ HOSTILE_EXTRA = [
     ),
     pytest.param(
         Hostile("connected after start", '{"event":"connected"}', "connected"),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="media_socket.py reads msg.streamSid on Connected (AttributeError): "
-            "the call dies with 1011",
-        ),
         id="connected after start",
     ),
 ]
@@ -315,11 +298,6 @@ async def _gone(relay: RunningRelay, sid: str) -> bool:
     return True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="media_socket.py logs only the first 3 bad frames of a call in total, so later "
-    "kinds of garbage are never logged (and the first kind up to 3 times)",
-)
 async def test_each_kind_of_garbage_is_logged_exactly_once_per_call(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
