@@ -157,7 +157,7 @@ async def _dispatch(ctx: RelayContext, cmd: ConsoleCommand) -> dict[str, Any]:
             raise ValueError("sim.call works only in simulator mode (no OPENAI_API_KEY)")
         from .sim_calls import start_sim_call
 
-        sim_sid = start_sim_call(ctx, cmd.seconds, cmd.say if isinstance(cmd.say, list) else None)
+        sim_sid = start_sim_call(ctx, cmd.seconds)
         return {"call_sid": sim_sid}
     if isinstance(cmd, SessionUpdateCommand) and cmd.scope in ("default", "both"):
         session = ctx.set_default_session(cmd.session)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("relay.sim")
 
 
-def start_sim_call(ctx: RelayContext, seconds: float, say: list[str] | None) -> str:
+def start_sim_call(ctx: RelayContext, seconds: float) -> str:
     """Start a simulated caller against this relay; returns its CallSid."""
     from .sim.caller import (
         Hangup,

@@ -61,7 +61,6 @@ class SimCallCommand(Command, tag="sim.call"):
     """Simulator mode only: the relay places a simulated call to itself."""
 
     seconds: float = 20.0
-    say: list[str] | UnsetType = UNSET
 
 
 class PingCommand(Command, tag="ping"):

@@ -47,7 +47,7 @@ COMMANDS: list[tuple[dict[str, Any], type[cp.Command]]] = [
         cp.FunctionOutputCommand,
     ),
     ({"type": "call.end", "call_sid": CA}, cp.EndCallCommand),
-    ({"type": "sim.call", "seconds": 5, "say": ["hello", "bye"]}, cp.SimCallCommand),
+    ({"type": "sim.call", "seconds": 5}, cp.SimCallCommand),
     ({"type": "sim.call"}, cp.SimCallCommand),
     ({"type": "ping", "id": "p1"}, cp.PingCommand),
 ]

@@ -208,7 +208,6 @@ COMMAND_FIELDS = [
     "call_id",
     "output",
     "seconds",
-    "say",
 ]
 
 
