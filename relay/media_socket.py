@@ -14,7 +14,7 @@ import msgspec
 
 from shared import twilio as tw
 
-from . import metrics
+from . import logs, metrics
 from .call import CallBridge, CallConfig
 from .runner import CallRunner
 from .security import public_ws_url
@@ -191,6 +191,8 @@ class MediaStreamEndpoint:
             from_=params.get("from", ""),
             to=params.get("to", ""),
         )
+        # Every log line from this task and the call's tasks (created below) names the call.
+        logs.current_call_sid.set(bridge.call_sid)
         runner = CallRunner(ctx, bridge, send_text, close)
         ctx.hub.add_call(runner)
         metrics.call_started()

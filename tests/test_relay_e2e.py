@@ -440,3 +440,23 @@ async def test_a_greeting_set_from_the_console_makes_the_agent_speak_first() -> 
         assert record.total_heard_ms == pytest.approx(500, abs=1)
         create = await relay.sim.sessions[0].wait_for("response.create")
         assert create["response"] == {"instructions": "Greet the caller warmly."}
+
+
+async def test_json_log_lines_of_a_call_carry_its_call_sid() -> None:
+    import io
+    import logging
+
+    from relay import logs
+
+    stream = io.StringIO()
+    handler = logs.configure("INFO", "json", stream=stream)
+    try:
+        async with running_relay(BASE_ENV) as relay:
+            record = await place_call(relay.base_url, steps=[Silence(ms=200), Hangup()])
+            await _until(lambda: not relay.ctx.hub.calls)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    mine = [line for line in lines if line.get("call_sid") == record.call_sid]
+    assert any("started" in line["msg"] for line in mine), lines
+    assert any("ended" in line["msg"] for line in mine), lines
