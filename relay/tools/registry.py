@@ -113,6 +113,8 @@ async def run_tool(
         return done(_error(f"{name} failed: {type(exc).__name__}: {exc}"), False)
     if isinstance(result, str):
         return done(result, True)
+    if isinstance(result, dict) and "error" in result:
+        return done(json.dumps(result), False)  # the handler reported a failure in-band
     try:
         return done(json.dumps(result), True)
     except (TypeError, ValueError) as exc:
