@@ -286,7 +286,9 @@ class CallRunner:
     async def _timer_loop(self) -> None:
         margin = self.ctx.settings.rollover_margin_s
         while not self.bridge.ended:
-            await asyncio.sleep(0.25)
+            # Deadlines (console tools, hang-up fallback, rollover) are seconds away: a
+            # one-second tick is precise enough and costs one wake-up a second per call.
+            await asyncio.sleep(1.0)
             now = time.monotonic()
             actions = self.bridge.on_timer(now)
             if actions:

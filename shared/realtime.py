@@ -413,9 +413,13 @@ _encoder = msgspec.json.Encoder()
 def decode_server_event(data: bytes | str) -> AnyServerEvent:
     """Decode one server event. Unknown types pass through; malformed JSON raises DecodeError."""
     try:
-        env = _envelope_decoder.decode(data)
+        # One pass for the events we model (audio deltas are most of the traffic); only an
+        # unknown type pays for a second look.
+        return _server_decoder.decode(data)
+    except msgspec.ValidationError:
+        env = _envelope_decoder.decode(data)  # raises if `type` is missing or not a string
         if env.type in SERVER_EVENT_TYPES:
-            return _server_decoder.decode(data)
+            raise  # a known event with a field of the wrong type
         return UnknownServerEvent(type=env.type, raw=_dict_decoder.decode(data))
     except (RecursionError, UnicodeEncodeError):  # deep nesting; a str with lone surrogates
         raise msgspec.DecodeError("JSON is nested too deeply or not valid UTF-8") from None
