@@ -156,8 +156,13 @@ def main() -> int:
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
     md = report.markdown(results, os.path.basename(path))
-    pngs = report.plots(results, RESULTS) if "scale" in only else []
-    with open(os.path.join(RESULTS, "latest.md"), "w") as f:
+    # Only a complete run replaces the committed summary and plots; a partial one (--only,
+    # --ns) writes beside them, so an A/B experiment cannot clobber the headline numbers.
+    complete = not args.only and not args.ns
+    out_dir = RESULTS if complete else os.path.join(RESULTS, "partial")
+    os.makedirs(out_dir, exist_ok=True)
+    pngs = report.plots(results, out_dir) if "scale" in only else []
+    with open(os.path.join(out_dir, "latest.md"), "w") as f:
         f.write(md)
     print(md)
     print(f"\nraw results: {path}")

@@ -16,14 +16,14 @@ import aiohttp
 from relay.harness import running_relay
 from relay.sim.caller import (
     Hangup,
-    Silence,
     SimCaller,
-    Speak,
     Step,
-    WaitForAssistant,
-    WaitForAssistantDone,
+    one_turn,
     parse_twiml,
     place_call,
+)
+from relay.sim.caller import (
+    barge_in as barge_in_steps,
 )
 from relay.sim.script import ModelScript, Reply
 
@@ -100,26 +100,8 @@ async def first_answer(runs: int) -> dict[str, Any]:
     return out
 
 
-BARGE_IN: list[Step] = [
-    Speak(ms=600),
-    Silence(ms=400),
-    WaitForAssistant(min_heard_ms=700, timeout=8),
-    Speak(ms=500),
-    Silence(ms=400),
-    WaitForAssistantDone(timeout=10),
-    Hangup(),
-]
-AFTER_FINISHED: list[Step] = [
-    Speak(ms=600),
-    Silence(ms=400),
-    WaitForAssistant(timeout=5),
-    WaitForAssistantDone(timeout=10),
-    Speak(ms=600),
-    Silence(ms=400),
-    WaitForAssistant(timeout=5),
-    WaitForAssistantDone(timeout=10),
-    Hangup(),
-]
+BARGE_IN: list[Step] = [*barge_in_steps(), Hangup()]
+AFTER_FINISHED: list[Step] = [*one_turn(wait_s=5), *one_turn(wait_s=5), Hangup()]
 
 
 async def _barge_pacing(pacing: str, runs: int, env: dict[str, str]) -> dict[str, Any]:

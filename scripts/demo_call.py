@@ -15,10 +15,7 @@ import aiohttp
 
 from relay.sim.caller import (
     Hangup,
-    Silence,
-    Speak,
-    WaitForAssistant,
-    WaitForAssistantDone,
+    barge_in,
     place_call,
 )
 
@@ -47,16 +44,7 @@ async def main() -> None:
         print("demo: placing a simulated call (speak, answer, interrupt, answer, hang up)...")
         record = await place_call(
             base,
-            steps=[
-                Speak(ms=1200),
-                Silence(ms=500),
-                WaitForAssistant(min_heard_ms=800, timeout=10),
-                Speak(ms=800),
-                Silence(ms=500),
-                WaitForAssistant(timeout=10),
-                WaitForAssistantDone(timeout=15),
-                Hangup(),
-            ],
+            steps=[*barge_in(heard_ms=800, speak_ms=1200, pause_ms=500), Hangup()],
             auth_token=os.environ.get("TWILIO_AUTH_TOKEN") or None,
         )
         print("demo: " + record.summary().replace("\n", "\ndemo: "))

@@ -11,10 +11,7 @@ from relay.harness import running_relay
 from relay.media_socket import HOP_SAMPLE
 from relay.sim.caller import (
     Hangup,
-    Silence,
-    Speak,
-    WaitForAssistant,
-    WaitForAssistantDone,
+    barge_in,
     place_call,
 )
 from relay.sim.script import ModelScript, Reply
@@ -42,15 +39,7 @@ async def test_metrics_move_during_calls() -> None:
     script = ModelScript(replies=[Reply("A long answer " * 8, audio_ms=3000), Reply("Ok.")])
     async with running_relay(ENV, script) as relay:
         before = await scrape(relay.base_url)
-        steps = [
-            Speak(ms=600),
-            Silence(ms=400),
-            WaitForAssistant(min_heard_ms=500, timeout=8),
-            Speak(ms=500),
-            Silence(ms=400),
-            WaitForAssistantDone(timeout=10),
-            Hangup(),
-        ]
+        steps = [*barge_in(heard_ms=500), Hangup()]
         call = asyncio.create_task(place_call(relay.base_url, steps=steps))
         session = await relay.sim.wait_for_session(1)
         await session.wait_for("input_audio_buffer.append")

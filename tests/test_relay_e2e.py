@@ -17,6 +17,7 @@ from relay.sim.caller import (
     Speak,
     WaitForAssistant,
     WaitForAssistantDone,
+    barge_in,
     one_turn,
     place_call,
 )
@@ -104,15 +105,7 @@ async def test_unused_prewarmed_session_is_closed_after_the_timeout() -> None:
         assert len(relay.ctx.prewarm) == 0
 
 
-BARGE_IN = [
-    Speak(ms=600),
-    Silence(ms=400),
-    WaitForAssistant(min_heard_ms=700, timeout=8),
-    Speak(ms=500),
-    Silence(ms=400),
-    WaitForAssistantDone(timeout=10),
-    Hangup(),
-]
+BARGE_IN = [*barge_in(), Hangup()]
 
 
 @pytest.mark.parametrize("pacing", ["burst", "realtime", "slow"])

@@ -92,6 +92,18 @@ class Hangup:
 Step = Speak | Silence | Dtmf | WaitForAssistant | WaitForAssistantDone | Hangup
 
 
+def barge_in(heard_ms: int = 700, speak_ms: int = 600, pause_ms: int = 400) -> list[Step]:
+    """Ask, interrupt the answer once `heard_ms` of it has played, then hear the next one."""
+    return [
+        Speak(ms=speak_ms),
+        Silence(ms=pause_ms),
+        WaitForAssistant(min_heard_ms=heard_ms, timeout=10.0),
+        Speak(ms=500),
+        Silence(ms=pause_ms),
+        WaitForAssistantDone(timeout=15.0),
+    ]
+
+
 def one_turn(speak_ms: int = 600, pause_ms: int = 400, wait_s: float = 8.0) -> list[Step]:
     """Say something, then listen to the whole answer: the usual building block of a call."""
     return [
