@@ -123,6 +123,7 @@ class CallRunner:
             kind = event.get("type")
             if kind == "turn.latency":
                 metrics.TURN_LATENCY.observe(event["latency_ms"] / 1000.0)
+                log.info("call %s: turn latency %.0f ms", self.bridge.call_sid, event["latency_ms"])
             elif kind == "barge_in":
                 metrics.BARGE_INS.inc()
 
@@ -308,6 +309,13 @@ class CallRunner:
         ctx = ToolContext(call_sid=bridge.call_sid, hangup=hangup, http=self.ctx.http)
         result = await run_tool(self.ctx.tools, action.name, action.arguments, ctx)
         metrics.tool_call(action.name, "ok" if result.ok else "error")
+        log.info(
+            "call %s: tool %s %s in %.0f ms",
+            bridge.call_sid,
+            action.name,
+            "answered" if result.ok else "failed",
+            result.duration_ms,
+        )
         await self.execute(
             bridge.on_tool_result(
                 action.call_id,
