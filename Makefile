@@ -33,7 +33,7 @@ unit: setup
 
 ## make call: place a simulated call against a running relay (default: local)
 call: setup
-	$(BIN)/python -m relay.sim call $(or $(URL),http://127.0.0.1:8081) --seconds $(or $(SECONDS),8)
+	$(BIN)/python -m relay.sim call $(or $(URL),http://127.0.0.1:8081) --seconds $(or $(SECONDS),30)
 
 bench: setup
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)

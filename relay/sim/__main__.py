@@ -8,15 +8,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
-from .caller import (
-    CallRecord,
-    Hangup,
-    Speak,
-    Step,
-    WaitForAssistant,
-    WaitForAssistantDone,
-    place_call,
-)
+from .caller import CallRecord, Hangup, barge_in, place_call
 from .model import SimModel
 from .script import ModelScript
 
@@ -48,23 +40,12 @@ async def serve_model(host: str, port: int, pacing: str) -> None:
         await model.stop()
 
 
-def barge_in_steps(seconds: float) -> Sequence[Step]:
-    """Speak, hear part of the answer, talk over it, hear the next answer out, hang up."""
-    wait = max(2.0, seconds / 3)
-    return [
-        Speak(1000),
-        WaitForAssistant(min_heard_ms=400, timeout=wait),
-        Speak(800),
-        WaitForAssistant(timeout=wait),
-        WaitForAssistantDone(timeout=wait),
-        Hangup(),
-    ]
-
-
 async def one_call(url: str, seconds: float, token: str | None, n: int) -> CallRecord:
     try:
         async with asyncio.timeout(seconds):
-            return await place_call(url, steps=barge_in_steps(seconds), auth_token=token)
+            # Speak, hear part of the answer, talk over it, hear the next answer out, hang up.
+            steps = [*barge_in(heard_ms=400, speak_ms=1000), Hangup()]
+            return await place_call(url, steps=steps, auth_token=token)
     except TimeoutError:
         rec = CallRecord(call_sid=f"call #{n}", stream_sid="", account_sid="")
         rec.failures.append(f"did not finish within {seconds} s")
