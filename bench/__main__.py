@@ -156,9 +156,9 @@ def main() -> int:
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
     md = report.markdown(results, os.path.basename(path))
-    # Only a complete run replaces the committed summary and plots; a partial one (--only,
-    # --ns) writes beside them, so an A/B experiment cannot clobber the headline numbers.
-    complete = not args.only and not args.ns
+    # Only a full run replaces the committed summary and plots; a quick or partial one
+    # (--quick, --only, --ns) writes to results/partial/, so it cannot clobber them.
+    complete = not args.only and not args.ns and not quick
     out_dir = RESULTS if complete else os.path.join(RESULTS, "partial")
     os.makedirs(out_dir, exist_ok=True)
     pngs = report.plots(results, out_dir) if "scale" in only else []
