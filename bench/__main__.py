@@ -52,6 +52,11 @@ def gen_limited(s: dict[str, Any]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="about a minute instead of ~10")
+    ap.add_argument(
+        "--servers",
+        default="relay,passthrough",
+        help="scale test servers: relay, passthrough, passthrough-aiohttp (an experiment)",
+    )
     ap.add_argument("--ns", help="comma-separated call counts for the scale test")
     ap.add_argument("--profile", action="store_true", help="py-spy the relay at each N")
     ap.add_argument("--only", help="comma list of: hop,scale,first,barge")
@@ -108,11 +113,12 @@ def main() -> int:
         results["hop"] = hop
 
     if "scale" in only:
-        scale: dict[str, list[dict[str, Any]]] = {"relay": [], "passthrough": []}
+        servers = args.servers.split(",")
+        scale: dict[str, list[dict[str, Any]]] = {kind: [] for kind in servers}
         stopped: dict[str, str] = {}
         for n in ns:
             t = scale_t(n)
-            for kind in ("relay", "passthrough"):
+            for kind in servers:
                 cost = t.measure_s + t.ramp_s + 8
                 if kind in stopped:
                     step("skipped", cost)
@@ -134,7 +140,7 @@ def main() -> int:
                 step(f"{n} calls {kind}", cost)
                 if s["broke"] or s["gen_limited"]:
                     stopped[kind] = s["broke"] or s["gen_limited"]
-            if "relay" in stopped and "passthrough" in stopped:
+            if all(kind in stopped for kind in servers):
                 break
         results["scale"] = scale
         results["scale_stopped"] = stopped
@@ -158,7 +164,7 @@ def main() -> int:
     md = report.markdown(results, os.path.basename(path))
     # Only a full run replaces the committed summary and plots; a quick or partial one
     # (--quick, --only, --ns) writes to results/partial/, so it cannot clobber them.
-    complete = not args.only and not args.ns and not quick
+    complete = not args.only and not args.ns and not quick and args.servers == "relay,passthrough"
     out_dir = RESULTS if complete else os.path.join(RESULTS, "partial")
     os.makedirs(out_dir, exist_ok=True)
     pngs = report.plots(results, out_dir) if "scale" in only else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from typing import Any
 
 TARGET_CPU_MS = 3.3
@@ -143,7 +144,7 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
             "other load | note |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        rows = [(p["calls"], kind, p) for kind in ("relay", "passthrough") for p in scale[kind]]
+        rows = [(p["calls"], kind, p) for kind in scale for p in scale[kind]]
         for n, kind, p in sorted(rows, key=lambda r: (r[0], r[1] != "relay")):
             note = p.get("broke") or p.get("gen_limited") or ""
             out.append(
@@ -217,7 +218,9 @@ def plots(res: dict[str, Any], folder: str) -> list[str]:
 
     scale = res.get("scale") or {}
     paths: list[str] = []
-    colors = {"relay": "tab:blue", "passthrough": "tab:gray"}
+    colors: defaultdict[str, str] = defaultdict(
+        lambda: "tab:green", {"relay": "tab:blue", "passthrough": "tab:gray"}
+    )
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, key, title in (
@@ -256,7 +259,13 @@ def plots(res: dict[str, Any], folder: str) -> list[str]:
                      label=f"{kind} (server core)")  # fmt: skip
         axes[1].plot(n, [100 * p["gen_cpu_frac"] for p in pts], "--x", color=colors[kind],
                      label=f"generator with {kind}")  # fmt: skip
-        axes[2].plot(n, [p["rss_mb"] for p in pts], "-o", color=colors[kind], label=f"{kind} RSS")
+        axes[2].plot(
+            n,
+            [p["rss_mb"] for p in pts],
+            "-o",
+            color=colors[kind],
+            label=f"{kind} RSS",
+        )
         ax2 = axes[2]
         ax2.plot(n, [p["rss_per_call_kb"] / 1024 * 100 for p in pts], "--x", color=colors[kind],
                  label=f"{kind} per call (MB x100)")  # fmt: skip

@@ -80,7 +80,8 @@ def server_cmd(kind: str, port: int, model_url: str) -> tuple[list[str], dict[st
             }
         )
         return [sys.executable, "-m", "relay"], env
-    return [sys.executable, "-m", "bench.passthrough", str(port), model_url], env
+    module = "bench.passthrough_aiohttp" if kind == "passthrough-aiohttp" else "bench.passthrough"
+    return [sys.executable, "-m", module, str(port), model_url], env
 
 
 def wait_quiet(max_wait_s: float = 60.0, threshold: float = 0.15) -> float:
