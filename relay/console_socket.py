@@ -107,10 +107,8 @@ async def console_endpoint(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        if not client.dropped:
+        if not client.dropped:  # a dropped console was removed (and counted) by the hub
             ctx.hub.remove_console(client)
-        else:
-            metrics.CONSOLES_DROPPED.inc()
         metrics.CONSOLE_CLIENTS.dec()
         sender.cancel()
 

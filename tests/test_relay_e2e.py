@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from relay import metrics
 from relay.harness import RunningRelay, running_relay
 from relay.sim.caller import (
     Dtmf,
@@ -341,6 +342,7 @@ async def test_console_sees_the_call_and_can_change_its_session() -> None:
 
 async def test_a_slow_console_is_dropped_and_calls_go_on() -> None:
     script = ModelScript(replies=[Reply("Hello " * 20, audio_ms=3000)])
+    dropped_before = metrics.value("relay_consoles_dropped_total")
     async with running_relay(BASE_ENV, script) as relay:
         relay.ctx.hub.queue_size = 5
         async with aiohttp.ClientSession() as http:
@@ -358,6 +360,7 @@ async def test_a_slow_console_is_dropped_and_calls_go_on() -> None:
                     msg = await slow.receive()
             assert slow.close_code == 1008
             await slow.close()
+    assert metrics.value("relay_consoles_dropped_total") == dropped_before + 1
 
 
 async def test_hundreds_of_calls_leave_no_tasks_or_sockets_behind() -> None:
