@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,15 +86,54 @@ async def running_relay(
 
 
 async def _wait_until_up(base: str, server: asyncio.Task[Any]) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            if server.done():
-                server.result()  # raises the start-up error
+    def alive() -> None:
+        if server.done():
+            server.result()  # raises the start-up error
+            raise RuntimeError("relay stopped during start-up")
+
+    try:
+        await wait_healthy(base, timeout=5.0, alive=alive)
+    except TimeoutError:
+        raise RuntimeError("relay did not start") from None
+
+
+async def wait_healthy(
+    base: str, *, timeout: float, alive: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
+    """Poll GET /health until the relay answers (200, or 503 while draining); its JSON.
+
+    `alive` is called before each try and raises if the server waited for has died.
+    Raises TimeoutError when `timeout` seconds pass first.
+    """
+    async with aiohttp.ClientSession() as http, asyncio.timeout(timeout):
+        while True:
+            alive()
             try:
                 async with http.get(f"{base}/health") as resp:
                     if resp.status in (200, 503):
-                        return
-            except aiohttp.ClientError:
+                        data: dict[str, Any] = await resp.json()
+                        return data
+            except (aiohttp.ClientError, ValueError):
                 pass
             await asyncio.sleep(0.02)
-    raise RuntimeError("relay did not start")
+
+
+async def next_event(
+    ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The next console event of type `kind` on a /logs socket, skipping the others."""
+    async with asyncio.timeout(timeout):
+        while True:
+            msg = await ws.receive()
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                raise AssertionError(f"socket closed while waiting for {kind}: {msg}")
+            data: dict[str, Any] = json.loads(msg.data)
+            if data.get("type") == kind:
+                return data
+
+
+async def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Until `pred()` holds, for state that has no event to await (e.g. "no tasks left")."""
+    async with asyncio.timeout(timeout):
+        while not pred():  # noqa: ASYNC110 -- polling a state, bounded by the timeout
+            await asyncio.sleep(0.02)

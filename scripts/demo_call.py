@@ -11,8 +11,7 @@ import asyncio
 import os
 import signal
 
-import aiohttp
-
+from relay.harness import wait_healthy
 from relay.sim.caller import (
     Hangup,
     barge_in,
@@ -20,22 +19,13 @@ from relay.sim.caller import (
 )
 
 
-async def wait_for_relay(base: str) -> dict[str, object] | None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            try:
-                async with http.get(f"{base}/health") as resp:
-                    data: dict[str, object] = await resp.json()
-                    return data
-            except (aiohttp.ClientError, ValueError):
-                await asyncio.sleep(0.2)
-    return None
-
-
 async def main() -> None:
     # Not $PORT: honcho gives every process its own PORT (5000, 5100, ...).
     base = os.environ.get("RELAY_URL", "http://127.0.0.1:8081").rstrip("/")
-    health = await wait_for_relay(base)
+    try:
+        health: dict[str, object] | None = await wait_healthy(base, timeout=60)
+    except TimeoutError:
+        health = None
     if health is None:
         print("demo: the relay did not come up; see the relay's log above")
     elif not health.get("simulator"):

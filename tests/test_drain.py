@@ -9,24 +9,10 @@ import sys
 
 import aiohttp
 
-from relay.harness import free_port
+from relay.harness import free_port, wait_healthy
 from relay.sim.caller import Hangup, one_turn, place_call
 from relay.sim.model import SimModel
 from relay.sim.script import ModelScript, Reply
-
-
-async def _wait_healthy(base: str, proc: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            if proc.returncode is not None:
-                raise AssertionError(f"relay exited early with {proc.returncode}")
-            try:
-                async with http.get(f"{base}/health") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.05)
-    raise AssertionError("relay did not start")
 
 
 async def test_sigterm_drains_live_calls_then_exits_cleanly() -> None:
@@ -47,7 +33,13 @@ async def test_sigterm_drains_live_calls_then_exits_cleanly() -> None:
         sys.executable, "-m", "relay", env=env, stderr=asyncio.subprocess.PIPE
     )
     try:
-        await _wait_healthy(base, proc)
+
+        def alive() -> None:
+            if proc.returncode is not None:
+                raise AssertionError(f"relay exited early with {proc.returncode}")
+
+        health = await wait_healthy(base, timeout=15, alive=alive)
+        assert health["status"] == "ok"
         steps = [*one_turn(), Hangup()]
         call = asyncio.create_task(place_call(base, steps=steps))
         session = await sim.wait_for_session(1)

@@ -11,7 +11,7 @@ import asyncio
 import binascii
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from relay.harness import RunningRelay, running_relay
+from relay.harness import RunningRelay, next_event, running_relay, wait_until
 from relay.sim.caller import (
     CallRecord,
     Hangup,
@@ -288,14 +288,7 @@ async def test_hostile_frame_on_call_is_ignored_once_and_the_call_goes_on(
                 assert event["type"] in ("session.update", "input_audio_buffer.append"), event
                 if event["type"] == "input_audio_buffer.append":
                     binascii.a2b_base64(event["audio"])  # valid base64: nothing spliced in
-        assert sid not in relay.ctx.hub.calls or await _gone(relay, sid)
-
-
-async def _gone(relay: RunningRelay, sid: str) -> bool:
-    async with asyncio.timeout(5):
-        while sid in relay.ctx.hub.calls:
-            await asyncio.sleep(0.02)
-    return True
+        await wait_until(lambda: sid not in relay.ctx.hub.calls, timeout=5)
 
 
 async def test_each_kind_of_garbage_is_logged_exactly_once_per_call(
@@ -359,7 +352,7 @@ async def _reused_token(relay: RunningRelay, http: aiohttp.ClientSession) -> Non
     first = await open_stream(relay, http, call_sid=sid, params=params)
     assert await first.silence(100)
     await first.hangup()
-    await _gone(relay, sid)
+    await wait_until(lambda: sid not in relay.ctx.hub.calls, timeout=5)
     await _refused_with_1008(relay, http, sid, params)
 
 
@@ -428,15 +421,8 @@ async def test_a_start_with_a_malformed_call_sid_is_refused(
 # --- /logs ---------------------------------------------------------------------------------------
 
 
-async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 5) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await ws.receive()
-            if msg.type is not aiohttp.WSMsgType.TEXT:
-                raise AssertionError(f"socket closed while waiting for {kind}: {msg}")
-            data = json.loads(msg.data)
-            if data.get("type") == kind:
-                return data
+def _next(ws: aiohttp.ClientWebSocketResponse, kind: str) -> Awaitable[dict[str, Any]]:
+    return next_event(ws, kind, timeout=5)
 
 
 async def _ping_ok(ws: aiohttp.ClientWebSocketResponse, ident: str) -> None:

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from relay import metrics
-from relay.harness import RunningRelay, running_relay
+from relay.harness import RunningRelay, next_event, running_relay, wait_until
 from relay.sim.caller import (
     Dtmf,
     Hangup,
@@ -51,7 +51,7 @@ async def test_a_full_call_hears_the_answer_and_ends_cleanly() -> None:
             len(record.marks_received) - 1 <= len(record.marks_echoed) <= len(record.marks_received)
         )
         assert record.marks_echoed
-        await _until(lambda: not relay.ctx.hub.calls)
+        await wait_until(lambda: not relay.ctx.hub.calls)
         assert relay.sim.sessions[0].ws.closed
 
 
@@ -102,7 +102,7 @@ async def test_unused_prewarmed_session_is_closed_after_the_timeout() -> None:
         async with aiohttp.ClientSession() as http:
             await http.post(f"{relay.base_url}/twiml", data={"CallSid": "CA" + "2" * 32})
         session = await relay.sim.wait_for_session(1, timeout=3)
-        await _until(lambda: session.ws.closed, timeout=4)
+        await wait_until(lambda: session.ws.closed, timeout=4)
         assert len(relay.ctx.prewarm) == 0
 
 
@@ -240,9 +240,9 @@ async def test_unknown_tool_answered_by_the_console() -> None:
     )
     async with running_relay(BASE_ENV, script) as relay:
         async with aiohttp.ClientSession() as http, http.ws_connect(f"{relay.ws_url}/logs") as ws:
-            await _next(ws, "relay.hello")
+            await next_event(ws, "relay.hello")
             call = asyncio.create_task(place_call(relay.base_url, steps=TOOL_STEPS))
-            pending = await _next(ws, "tool.pending")
+            pending = await next_event(ws, "tool.pending")
             await ws.send_json(
                 {
                     "type": "function_call.output",
@@ -251,7 +251,7 @@ async def test_unknown_tool_answered_by_the_console() -> None:
                     "output": '{"customer": "Ada"}',
                 }
             )
-            finished = await _next(ws, "tool.finished")
+            finished = await next_event(ws, "tool.finished")
             assert finished["source"] == "console"
             record = await call
         assert record.ok, record.summary()
@@ -280,16 +280,16 @@ async def test_console_needs_the_token_when_one_is_set() -> None:
             async with http.ws_connect(
                 f"{relay.ws_url}/logs", headers={"Authorization": "Bearer s3cret-token"}
             ) as ws:
-                hello = await _next(ws, "relay.hello")
+                hello = await next_event(ws, "relay.hello")
                 assert hello["simulator"] is True
             async with http.ws_connect(f"{relay.ws_url}/logs?token=s3cret-token") as ws:
-                await _next(ws, "relay.hello")
+                await next_event(ws, "relay.hello")
 
 
 async def test_console_commands_are_an_allow_list() -> None:
     async with running_relay(BASE_ENV) as relay:
         async with aiohttp.ClientSession() as http, http.ws_connect(f"{relay.ws_url}/logs") as ws:
-            await _next(ws, "relay.hello")
+            await next_event(ws, "relay.hello")
             for bad in [
                 {"type": "input_audio_buffer.append", "audio": "AAAA"},  # raw passthrough
                 {"type": "response.create"},  # missing call_sid
@@ -297,14 +297,14 @@ async def test_console_commands_are_an_allow_list() -> None:
                 {"type": "call.end", "call_sid": "CA-nope"},  # no such call
             ]:
                 await ws.send_json(bad)
-                refused = await _next(ws, "command.error")
+                refused = await next_event(ws, "command.error")
                 assert refused["message"]
             await ws.send_str("x" * 70_000)
-            assert "limit" in (await _next(ws, "command.error"))["message"]
+            assert "limit" in (await next_event(ws, "command.error"))["message"]
             await ws.send_json(
                 {"type": "session.update", "scope": "default", "session": {"voice": "ash"}}
             )
-            await _next(ws, "command.ok")
+            await next_event(ws, "command.ok")
             assert relay.ctx.default_session["audio"]["output"]["voice"] == "ash"
 
 
@@ -312,7 +312,7 @@ async def test_console_sees_the_call_and_can_change_its_session() -> None:
     script = ModelScript(replies=[Reply("Hi!", audio_ms=400)])
     async with running_relay(BASE_ENV, script) as relay:
         async with aiohttp.ClientSession() as http, http.ws_connect(f"{relay.ws_url}/logs") as ws:
-            await _next(ws, "relay.hello")
+            await next_event(ws, "relay.hello")
             steps = [
                 Speak(ms=600),
                 Silence(ms=400),
@@ -321,9 +321,9 @@ async def test_console_sees_the_call_and_can_change_its_session() -> None:
                 Hangup(),
             ]
             call = asyncio.create_task(place_call(relay.base_url, steps=steps))
-            started = await _next(ws, "call.started")
+            started = await next_event(ws, "call.started")
             sid = started["call_sid"]
-            await _next(ws, "audio.progress")
+            await next_event(ws, "audio.progress")
             await ws.send_json(
                 {
                     "type": "session.update",
@@ -331,11 +331,11 @@ async def test_console_sees_the_call_and_can_change_its_session() -> None:
                     "session": {"instructions": "Speak like a pirate."},
                 }
             )
-            await _next(ws, "command.ok")
+            await next_event(ws, "command.ok")
             session = relay.sim.sessions[0]
             update = await session.wait_for("session.update", count=2)
             assert update["session"] == {"type": "realtime", "instructions": "Speak like a pirate."}
-            ended = await _next(ws, "call.ended", timeout=15)
+            ended = await next_event(ws, "call.ended", timeout=15)
             assert ended["summary"]["turns"] >= 1
             await call
 
@@ -367,19 +367,19 @@ async def test_hundreds_of_calls_leave_no_tasks_or_sockets_behind() -> None:
     script = ModelScript(replies=[Reply("ok", audio_ms=100)])
     async with running_relay(BASE_ENV, script) as relay:
         await place_call(relay.base_url, steps=[Silence(ms=60), Hangup()])
-        await _until(lambda: not relay.ctx.hub.calls)
+        await wait_until(lambda: not relay.ctx.hub.calls)
         baseline = len(asyncio.all_tasks())
         for _ in range(10):
             records = await asyncio.gather(
                 *(place_call(relay.base_url, steps=[Silence(ms=60), Hangup()]) for _ in range(25))
             )
             assert all(r.ok for r in records)
-        await _until(lambda: not relay.ctx.hub.calls)
-        await _until(lambda: all(s.ws.closed for s in relay.sim.sessions))
+        await wait_until(lambda: not relay.ctx.hub.calls)
+        await wait_until(lambda: all(s.ws.closed for s in relay.sim.sessions))
         assert len(relay.sim.sessions) <= 251  # a call may end before its model connects
         try:
             # Server connection tasks end as their sockets close; give a busy box time.
-            await _until(lambda: len(asyncio.all_tasks()) <= baseline + 2, timeout=15)
+            await wait_until(lambda: len(asyncio.all_tasks()) <= baseline + 2, timeout=15)
         except TimeoutError:
             left = sorted(repr(t.get_coro()) for t in asyncio.all_tasks())
             raise AssertionError(f"{len(left)} tasks, baseline {baseline}: {left}") from None
@@ -388,35 +388,18 @@ async def test_hundreds_of_calls_leave_no_tasks_or_sockets_behind() -> None:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-async def _next(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 10) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await ws.receive()
-            if msg.type is not aiohttp.WSMsgType.TEXT:
-                raise AssertionError(f"socket closed while waiting for {kind}: {msg}")
-            data = json.loads(msg.data)
-            if data.get("type") == kind:
-                return data
-
-
-async def _until(pred: Any, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():
-            await asyncio.sleep(0.02)
-
-
 async def test_console_places_a_simulated_call_in_simulator_mode() -> None:
     async with running_relay({**BASE_ENV, "PUBLIC_URL": ""}) as relay:
         relay.ctx.public_base = relay.base_url
         async with aiohttp.ClientSession() as http, http.ws_connect(f"{relay.ws_url}/logs") as ws:
-            await _next(ws, "relay.hello")
+            await next_event(ws, "relay.hello")
             await ws.send_json({"type": "sim.call", "seconds": 6, "id": "c1"})
-            ok = await _next(ws, "command.ok")
+            ok = await next_event(ws, "command.ok")
             assert ok["id"] == "c1" and ok["call_sid"].startswith("CA")
-            started = await _next(ws, "call.started")
+            started = await next_event(ws, "call.started")
             assert started["call_sid"] == ok["call_sid"]
-            await _next(ws, "turn.latency", timeout=15)
-            ended = await _next(ws, "call.ended", timeout=30)
+            await next_event(ws, "turn.latency", timeout=15)
+            ended = await next_event(ws, "call.ended", timeout=30)
             assert ended["summary"]["turns"] >= 1
 
 
@@ -424,7 +407,7 @@ async def test_a_greeting_set_from_the_console_makes_the_agent_speak_first() -> 
     script = ModelScript(replies=[Reply("Welcome to the line!", audio_ms=500)])
     async with running_relay(BASE_ENV, script) as relay:
         async with aiohttp.ClientSession() as http, http.ws_connect(f"{relay.ws_url}/logs") as ws:
-            hello = await _next(ws, "relay.hello")
+            hello = await next_event(ws, "relay.hello")
             assert hello["greeting"] == ""
             await ws.send_json(
                 {
@@ -434,7 +417,9 @@ async def test_a_greeting_set_from_the_console_makes_the_agent_speak_first() -> 
                     "greeting": "Greet the caller warmly.",
                 }
             )
-            assert (await _next(ws, "session.default"))["greeting"] == "Greet the caller warmly."
+            assert (await next_event(ws, "session.default"))[
+                "greeting"
+            ] == "Greet the caller warmly."
         steps = [WaitForAssistant(timeout=5), WaitForAssistantDone(timeout=10), Hangup()]
         record = await place_call(relay.base_url, steps=steps)  # the caller says nothing
         assert record.ok, record.summary()
@@ -454,7 +439,7 @@ async def test_json_log_lines_of_a_call_carry_its_call_sid() -> None:
     try:
         async with running_relay(BASE_ENV) as relay:
             record = await place_call(relay.base_url, steps=[Silence(ms=200), Hangup()])
-            await _until(lambda: not relay.ctx.hub.calls)
+            await wait_until(lambda: not relay.ctx.hub.calls)
     finally:
         logging.getLogger().removeHandler(handler)
     lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]

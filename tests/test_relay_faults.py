@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 import aiohttp
 import httpx
@@ -12,7 +10,7 @@ import pytest
 import respx
 from twilio.request_validator import RequestValidator
 
-from relay.harness import running_relay
+from relay.harness import next_event, running_relay
 from relay.sim.caller import (
     Hangup,
     Silence,
@@ -35,16 +33,6 @@ async def _console(base_ws: str) -> tuple[aiohttp.ClientSession, aiohttp.ClientW
     return http, ws
 
 
-async def _events_until(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 10) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await ws.receive()
-            assert msg.type is aiohttp.WSMsgType.TEXT, msg
-            data = json.loads(msg.data)
-            if data.get("type") == kind:
-                return data
-
-
 @pytest.mark.parametrize("code", [1011, 1006, 1001])
 async def test_model_drop_mid_call_reconnects_reseeds_and_the_caller_hears_the_next_answer(
     code: int,
@@ -62,7 +50,7 @@ async def test_model_drop_mid_call_reconnects_reseeds_and_the_caller_hears_the_n
                     assert await caller.do(step)
                 first = relay.sim.sessions[0]
                 await first.close(code)
-                reconnect = await _events_until(console, "model.reconnecting")
+                reconnect = await next_event(console, "model.reconnecting")
                 assert reconnect["code"] in (code, None)
                 second = await relay.sim.wait_for_session(2)
                 await second.wait_for("session.update")
@@ -88,7 +76,7 @@ async def test_session_rolls_over_before_it_expires_without_the_caller_noticing(
         async with http, console:
             steps = [*one_turn(), Silence(ms=1500), *one_turn(), Hangup()]
             call = asyncio.create_task(place_call(relay.base_url, steps=steps))
-            switched = await _events_until(console, "model.switched", timeout=10)
+            switched = await next_event(console, "model.switched", timeout=10)
             assert switched["reason"] == "session rollover"
             record = await call
         assert record.ok, record.summary()
@@ -135,7 +123,7 @@ async def test_failed_response_is_reported_and_the_call_goes_on() -> None:
             call = asyncio.create_task(
                 place_call(relay.base_url, steps=[Speak(600), Silence(1500), Hangup()])
             )
-            error = await _events_until(console, "error")
+            error = await next_event(console, "error")
             assert error["code"] == "insufficient_quota"
             assert error["source"] == "model"
             record = await call
@@ -148,7 +136,7 @@ async def test_model_change_from_the_console_opens_a_new_session_between_turns()
         async with http, console:
             steps = [*one_turn(), Silence(ms=1500), *one_turn(), Hangup()]
             call = asyncio.create_task(place_call(relay.base_url, steps=steps))
-            started = await _events_until(console, "call.started")
+            started = await next_event(console, "call.started")
             first = await relay.sim.wait_for_session(1)
             await first.wait_sent("response.done", timeout=10)
             await console.send_json(
@@ -158,7 +146,7 @@ async def test_model_change_from_the_console_opens_a_new_session_between_turns()
                     "session": {"model": "gpt-realtime-mini"},
                 }
             )
-            switched = await _events_until(console, "model.switched")
+            switched = await next_event(console, "model.switched")
             assert switched["model"] == "gpt-realtime-mini"
             record = await call
         assert record.ok, record.summary()
