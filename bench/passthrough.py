@@ -40,6 +40,30 @@ _model = msgspec.json.Decoder(_Delta)
 TEXT = aiohttp.WSMsgType.TEXT
 
 
+def from_twilio(text: str) -> tuple[_Twilio, bytes | None]:
+    """A Twilio frame, and the model append it becomes (media frames only)."""
+    ev = _twilio.decode(text)
+    if ev.media is None:
+        return ev, None
+    return ev, b'{"type":"input_audio_buffer.append","audio":"' + ev.media.payload.encode() + b'"}'
+
+
+class ToTwilio:
+    """Model audio deltas -> Twilio `media` + a numbered `mark`; other events -> nothing."""
+
+    def __init__(self, stream_sid: str) -> None:
+        self._media = '{"event":"media","streamSid":"' + stream_sid + '","media":{"payload":"'
+        self._mark = '{"event":"mark","streamSid":"' + stream_sid + '","mark":{"name":"'
+        self._n = 0
+
+    def frames(self, text: str) -> tuple[str, str] | None:
+        ev = _model.decode(text)
+        if ev.type != "response.output_audio.delta":
+            return None
+        self._n += 1
+        return self._media + ev.delta + '"}}', self._mark + f"m{self._n}" + '"}}'
+
+
 def make_app(model_url: str, public: str) -> Any:
     http: aiohttp.ClientSession | None = None
 
@@ -89,14 +113,10 @@ def make_app(model_url: str, public: str) -> Any:
                 msg = await receive()
                 if msg["type"] != "websocket.receive":
                     break
-                ev = _twilio.decode(msg["text"])
-                if ev.media is not None and ws is not None:
-                    await ws.send_frame(
-                        b'{"type":"input_audio_buffer.append","audio":"'
-                        + ev.media.payload.encode()
-                        + b'"}',
-                        TEXT,
-                    )
+                ev, append = from_twilio(msg["text"])
+                if append is not None:
+                    if ws is not None:
+                        await ws.send_frame(append, TEXT)
                 elif ev.event == "start":
                     ws = await http.ws_connect(
                         model_url, headers={"Authorization": "Bearer x"}, autoping=True
@@ -111,17 +131,14 @@ def make_app(model_url: str, public: str) -> Any:
                 await ws.close()
 
     async def pump(ws: aiohttp.ClientWebSocketResponse, send: Any, sid: str) -> None:
-        media = '{"event":"media","streamSid":"' + sid + '","media":{"payload":"'
-        mark = '{"event":"mark","streamSid":"' + sid + '","mark":{"name":"'
-        n = 0
+        out = ToTwilio(sid)
         async for msg in ws:
             if msg.type is not TEXT:
                 break
-            ev = _model.decode(msg.data)
-            if ev.type == "response.output_audio.delta":
-                n += 1
-                await send({"type": "websocket.send", "text": media + ev.delta + '"}}'})
-                await send({"type": "websocket.send", "text": mark + f"m{n}" + '"}}'})
+            frames = out.frames(msg.data)
+            if frames is not None:
+                for frame in frames:
+                    await send({"type": "websocket.send", "text": frame})
 
     return app
 

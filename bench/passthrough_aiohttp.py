@@ -13,14 +13,9 @@ import asyncio
 import sys
 
 import aiohttp
-import msgspec
 from aiohttp import web
 
-from bench.passthrough import _Delta, _Twilio
-
-_twilio = msgspec.json.Decoder(_Twilio)
-_model = msgspec.json.Decoder(_Delta)
-TEXT = aiohttp.WSMsgType.TEXT
+from bench.passthrough import TEXT, ToTwilio, from_twilio
 
 
 def make_app(model_url: str, public: str) -> web.Application:
@@ -51,14 +46,10 @@ def make_app(model_url: str, public: str) -> web.Application:
             async for msg in tw:
                 if msg.type is not TEXT:
                     break
-                ev = _twilio.decode(msg.data)
-                if ev.media is not None and ws is not None:
-                    await ws.send_frame(
-                        b'{"type":"input_audio_buffer.append","audio":"'
-                        + ev.media.payload.encode()
-                        + b'"}',
-                        TEXT,
-                    )
+                ev, append = from_twilio(msg.data)
+                if append is not None:
+                    if ws is not None:
+                        await ws.send_frame(append, TEXT)
                 elif ev.event == "start":
                     ws = await http.ws_connect(
                         model_url, headers={"Authorization": "Bearer x"}, autoping=True
@@ -76,17 +67,14 @@ def make_app(model_url: str, public: str) -> web.Application:
     async def pump(
         ws: aiohttp.ClientWebSocketResponse, tw: web.WebSocketResponse, sid: str
     ) -> None:
-        media = '{"event":"media","streamSid":"' + sid + '","media":{"payload":"'
-        mark = '{"event":"mark","streamSid":"' + sid + '","mark":{"name":"'
-        n = 0
+        out = ToTwilio(sid)
         async for msg in ws:
             if msg.type is not TEXT:
                 break
-            ev = _model.decode(msg.data)
-            if ev.type == "response.output_audio.delta":
-                n += 1
-                await tw.send_str(media + ev.delta + '"}}')
-                await tw.send_str(mark + f"m{n}" + '"}}')
+            frames = out.frames(msg.data)
+            if frames is not None:
+                for frame in frames:
+                    await tw.send_str(frame)
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
