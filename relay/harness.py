@@ -119,14 +119,22 @@ async def wait_healthy(
 
 
 async def next_event(
-    ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float = 10.0
+    ws: aiohttp.ClientWebSocketResponse,
+    kind: str,
+    timeout: float = 10.0,
+    seen: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The next console event of type `kind` on a /logs socket, skipping the others."""
+    """The next console event of type `kind` on a /logs socket, skipping the others.
+
+    `seen`, if given, receives every frame read on the way (e.g. to grep them all).
+    """
     async with asyncio.timeout(timeout):
         while True:
             msg = await ws.receive()
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 raise AssertionError(f"socket closed while waiting for {kind}: {msg}")
+            if seen is not None:
+                seen.append(msg.data)
             data: dict[str, Any] = json.loads(msg.data)
             if data.get("type") == kind:
                 return data

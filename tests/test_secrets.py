@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from twilio.request_validator import RequestValidator
 
-from relay.harness import RunningRelay, free_port, running_relay
+from relay.harness import RunningRelay, free_port, next_event, running_relay
 from relay.sim.caller import (
     Silence,
     Speak,
@@ -102,19 +102,6 @@ async def _collect(ws: aiohttp.ClientWebSocketResponse, seen: list[str], stop: s
             return
 
 
-async def _until_event(
-    ws: aiohttp.ClientWebSocketResponse, seen: list[str], kind: str, timeout: float = 10
-) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            msg = await ws.receive()
-            assert msg.type is aiohttp.WSMsgType.TEXT, f"console closed waiting for {kind}: {msg}"
-            seen.append(msg.data)
-            event = json.loads(msg.data)
-            if event.get("type") == kind:
-                return event
-
-
 async def _everything_visible(
     relay: RunningRelay, caplog: pytest.LogCaptureFixture
 ) -> list[tuple[str, str]]:
@@ -153,13 +140,13 @@ async def _everything_visible(
                 Silence(ms=8000),  # ended from the console before this is over
             ]
             call = asyncio.create_task(place_call(base, steps=steps, auth_token=AUTH_TOKEN))
-            started = await _until_event(console, events, "call.started")
+            started = await next_event(console, seen=events, kind="call.started")
             visible.append(("/calls", await _get(http, f"{base}/calls")))
-            await _until_event(console, events, "tool.finished")  # the failing tool
-            await _until_event(console, events, "audio.progress")  # the answer after it
+            await next_event(console, seen=events, kind="tool.finished")  # the failing tool
+            await next_event(console, seen=events, kind="audio.progress")  # the answer after it
             session = relay.sim.sessions[-1]
             await session.send_error("rate_limit_error", "rate_limit_exceeded", "Slow down.")
-            await _until_event(console, events, "error")
+            await next_event(console, seen=events, kind="error")
             for cmd in (
                 {"type": "call.end", "call_sid": "CA-none"},
                 {"type": "sim.call"},
@@ -169,7 +156,7 @@ async def _everything_visible(
                 {"type": "call.end", "call_sid": started["call_sid"]},
             ):
                 await console.send_json(cmd)
-            await _until_event(console, events, "call.ended")
+            await next_event(console, seen=events, kind="call.ended")
             record = await call
             async with asyncio.timeout(10):
                 await query_watcher
