@@ -132,7 +132,6 @@ def build_context(settings: Settings, http: aiohttp.ClientSession, model_url: st
         timeout_s=settings.tool_timeout_s,
         twilio_rest=twilio is not None,
         transfer_number=settings.transfer_number,
-        simulator=settings.simulator,
     )
     ctx = RelayContext(
         settings=settings,

@@ -64,7 +64,6 @@ class Turn:
     role: str  # "user" | "assistant"
     item_id: str
     text: str = ""
-    interrupted: bool = False
 
 
 @dataclass
@@ -483,7 +482,6 @@ class CallBridge:
                 if received > 0:
                     keep = max(0, int(len(turn.text) * heard_ms / received))
                     turn.text = turn.text[:keep] + "..."
-                turn.interrupted = True
                 break
 
     def _on_function_call(self, ev: rt.FunctionCallArgumentsDone, now: float) -> list[Action]:

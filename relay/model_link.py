@@ -16,9 +16,6 @@ from shared.secret import Secret
 
 log = logging.getLogger("relay.model")
 
-# Close codes the openai SDK treats as recoverable (protocols.md section 3).
-RECOVERABLE_CLOSE = frozenset({1001, 1005, 1006, 1011, 1012, 1013, 1015})
-
 
 class ModelConnectError(Exception):
     """The model refused or could not be reached; the message says why (no secrets)."""

@@ -50,9 +50,7 @@ def make_transfer(number: str) -> Tool:
     )
 
 
-def default_registry(
-    *, timeout_s: float, twilio_rest: bool, transfer_number: str, simulator: bool
-) -> ToolRegistry:
+def default_registry(*, timeout_s: float, twilio_rest: bool, transfer_number: str) -> ToolRegistry:
     reg = ToolRegistry(default_timeout_s=timeout_s)
     reg.add(
         Tool(
