@@ -42,7 +42,7 @@ def test_render_is_prometheus_text_with_every_family() -> None:
     for name, kind in FAMILIES.items():
         assert families.get(name) == kind, name
     text = body.decode()
-    assert "# TYPE relay_calls_ended counter" in text
+    assert "# TYPE relay_calls_ended_total counter" in text
     assert "_created" not in text  # no creation-time series doubling the scrape
 
 
