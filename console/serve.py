@@ -119,9 +119,18 @@ def build_frontend(root: Path, port: int, expected: str) -> None:
         # Without it Reflex would download bun at run time.
         raise SystemExit("console: REFLEX_USE_NPM=1 is not set; run scripts/start-console")
     log.info("building the frontend for port %d: %s", port, " ".join(BUILD_COMMAND))
-    # The same Python (and so the same Reflex) as this process.
-    cmd = [sys.executable, "-m", *BUILD_COMMAND]
-    if subprocess.run(cmd, cwd=root, check=False).returncode != 0:
+    # The same Python (and so the same Reflex) as this process, in a process group of its own
+    # so that stopping us stops npm and vite too, not only Reflex.
+    build = subprocess.Popen(
+        [sys.executable, "-m", *BUILD_COMMAND], cwd=root, start_new_session=True
+    )
+    try:
+        returncode = build.wait()
+    except BaseException:  # SIGTERM (SystemExit), Ctrl-C
+        os.killpg(build.pid, signal.SIGTERM)
+        build.wait()
+        raise
+    if returncode != 0:
         raise SystemExit("console: the frontend build failed (see above)")
     stamp = root / STAMP
     tmp = stamp.with_suffix(".tmp")
@@ -188,6 +197,10 @@ async def _serve(reflex_app: Any, asgi_app: Any, config: Config) -> None:
     await serve(asgi_app, config, shutdown_trigger=shutdown_trigger)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m console.serve", description=__doc__)
     parser.add_argument("--build-only", action="store_true", help="build if needed, then exit")
@@ -202,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"console: bad configuration: {exc}", file=sys.stderr)
         return 2
 
+    # SIGTERM during a build ends it (build_frontend stops the exporter on the way out); as PID 1
+    # in a container, Python would otherwise ignore it. Serving installs its own handler.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     # Reflex reads rxconfig.py and .web/ from the working directory.
     os.chdir(ROOT)
     # One port for both halves: rxconfig.py turns these into the frontend's backend URL.
