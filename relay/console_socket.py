@@ -140,6 +140,9 @@ async def _handle(ctx: RelayContext, client: Any, data: str | bytes) -> None:
         return
     kind = str(type(cmd).__struct_config__.tag or "")
     cmd_id = cmd.id if isinstance(cmd.id, str) else None
+    if isinstance(cmd, PingCommand):
+        hub.send_to(client, {"type": "pong", "id": cmd_id})
+        return
     try:
         result = await _dispatch(ctx, cmd)
     except (ValueError, SessionConfigError) as exc:
@@ -150,7 +153,7 @@ async def _handle(ctx: RelayContext, client: Any, data: str | bytes) -> None:
 
 async def _dispatch(ctx: RelayContext, cmd: ConsoleCommand) -> dict[str, Any]:
     if isinstance(cmd, PingCommand):
-        return {}
+        return {}  # answered with `pong` by _handle
     if isinstance(cmd, SimCallCommand):
         if not ctx.settings.simulator:
             raise ValueError("sim.call works only in simulator mode (no OPENAI_API_KEY)")

@@ -67,8 +67,11 @@ class ResponseSlot:
         return self.request
 
     def created(self, response_id: str) -> None:
-        """A response started: ours if we asked, or the model's own (turn detection)."""
-        self.state, self.response_id, self.event_id = "active", response_id, ""
+        """A response started: ours if we asked, or the model's own (turn detection).
+
+        The request's event_id is kept until the response ends: if the response was not
+        ours, the model's refusal of our request (busy) still finds it."""
+        self.state, self.response_id = "active", response_id
 
     def done(self, response_id: str) -> None:
         if self.response_id in (response_id, None):
@@ -82,9 +85,9 @@ class ResponseSlot:
         if self.event_id != event_id or self.request is None:
             return None
         request = self.request
-        self.event_id = ""
+        self.event_id, self.request = "", None
         if self.state == "requested":
-            self.state, self.request = "idle", None
+            self.state = "idle"
         if busy:
             self.waiting.appendleft(request)
             return None

@@ -7,6 +7,7 @@ Events to consoles are plain JSON objects with `type` and (for call events) `cal
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal, Union
 
 import msgspec
@@ -117,4 +118,7 @@ def encode_command(cmd: ConsoleCommand) -> bytes:
 
 
 def encode_event(event: dict[str, Any]) -> bytes:
+    """One relay -> console event as JSON; stamped with `ts` (unix seconds) if it has none."""
+    if "ts" not in event:
+        event = {**event, "ts": round(time.time(), 3)}
     return _encoder.encode(event)

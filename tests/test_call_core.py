@@ -4,77 +4,24 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
 import pytest
+from bridge_kit import (
+    SID,
+    bridge,
+    connect,
+    console,
+    delta,
+    ev,
+    model_events,
+    open_bridge,
+    start_response,
+    twilio_frames,
+)
 
-from relay.actions import Action, Connect, EndReason, Hangup, RunTool, ToConsole, ToModel, ToTwilio
-from relay.call import CallBridge, CallConfig
+from relay.actions import EndReason, Hangup, RunTool
 from shared import twilio as tw
 from shared.console_protocol import decode_command
-from shared.session import build_session
-
-SID = "MZ" + "0" * 32
-
-
-def bridge(**session: Any) -> CallBridge:
-    cfg = CallConfig(
-        session=build_session(override=session or None),
-        backend_tools=frozenset({"get_weather_from_coords", "end_call"}),
-        console_tool_timeout_s=5.0,
-    )
-    return CallBridge(call_sid="CA1", stream_sid=SID, config=cfg, started_at=0.0)
-
-
-def model_events(actions: list[Action]) -> list[dict[str, Any]]:
-    """The client events sent, each checked for an event_id (appends excepted), then
-    without it, to compare the rest."""
-    out = []
-    for a in actions:
-        if isinstance(a, ToModel):
-            event = json.loads(a.data)
-            if event["type"] != "input_audio_buffer.append":
-                assert event.pop("event_id").startswith("relay_"), event
-            out.append(event)
-    return out
-
-
-def twilio_frames(actions: list[Action]) -> list[dict[str, Any]]:
-    return [json.loads(a.data) for a in actions if isinstance(a, ToTwilio)]
-
-
-def console(actions: list[Action]) -> list[dict[str, Any]]:
-    out = []
-    for a in actions:
-        if isinstance(a, ToConsole):
-            out.append(json.loads(a.event) if isinstance(a.event, bytes) else a.event)
-    return out
-
-
-def ev(**fields: Any) -> bytes:
-    return json.dumps(fields).encode()
-
-
-def delta(item: str, ms: int, resp: str = "resp_1") -> bytes:
-    audio = base64.b64encode(b"\xff" * (8 * ms)).decode()
-    return ev(type="response.output_audio.delta", response_id=resp, item_id=item, delta=audio)
-
-
-def connect(b: CallBridge, now: float) -> list[Action]:
-    """Start the call and open the model socket it asks for."""
-    (first,) = b.start(prewarmed=False)
-    assert isinstance(first, Connect) and first.delay_s == 0
-    return b.on_model_open(first.gen, now)
-
-
-def open_bridge(**session: Any) -> CallBridge:
-    b = bridge(**session)
-    connect(b, 0.0)
-    return b
-
-
-def start_response(b: CallBridge, resp: str = "resp_1") -> None:
-    b.on_model(ev(type="response.created", response={"id": resp, "status": "in_progress"}), 0.0)
 
 
 def test_early_audio_is_queued_in_order_and_flushed_after_the_session_update() -> None:

@@ -429,7 +429,7 @@ async def _ping_ok(ws: aiohttp.ClientWebSocketResponse, ident: str) -> None:
     await ws.send_json({"type": "ping", "id": ident})
     async with asyncio.timeout(5):
         while True:
-            data = await _next(ws, "command.ok")
+            data = await _next(ws, "pong")
             if data["id"] == ident:
                 return
 
@@ -501,7 +501,7 @@ async def test_a_console_command_flood_is_rate_limited_and_calls_go_on(
                         msg = await ws.receive()
                         assert msg.type is aiohttp.WSMsgType.TEXT, msg
                         data = json.loads(msg.data)
-                        if data["type"] == "command.ok":
+                        if data["type"] == "pong":
                             ok += 1
                         elif data["type"] == "command.error":
                             assert "rate limit" in data["message"]

@@ -37,6 +37,12 @@ from .script import ModelScript, Reply, ScriptItem, ToolCall
 log = logging.getLogger("relay.sim.model")
 
 SESSION_MAX_S = 3600
+_FAILURE_MESSAGES = {
+    "insufficient_quota": "You exceeded your current quota, please check your plan and billing "
+    "details. For more information on this error, read the docs: "
+    "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+    "server_error": "The server had an error while processing your request.",
+}
 EXPIRED_MESSAGE = "Your session hit the maximum duration of 60 minutes."
 _ALNUM = string.ascii_letters + string.digits
 _ids = random.Random()
@@ -164,6 +170,14 @@ class _Response:
             raise _Stopped
 
 
+@dataclass
+class Faults:
+    """One-shot faults, counted across all the sessions of one SimModel."""
+
+    response_creates_refused: int = 0
+    tool_call_dropped: bool = False
+
+
 class SimSession:
     """One simulated Realtime session (one WebSocket connection)."""
 
@@ -173,7 +187,9 @@ class SimSession:
         request: web.Request,
         script: ModelScript,
         model: str,
+        faults: Faults | None = None,
     ) -> None:
+        self.faults = faults or Faults()
         self.ws = ws
         self.request = request
         self.script = script
@@ -568,6 +584,10 @@ class SimSession:
             )
         item = copy.deepcopy(raw)
         item["id"] = raw.get("id") or new_id("item")
+        if item["id"] in self._items:
+            raise ClientError(
+                "invalid_value", f"Item with id '{item['id']}' already exists.", "item.id"
+            )
         item["object"] = "realtime.item"
         item.setdefault("status", "completed")
         previous = self._last_item_id()
@@ -632,6 +652,14 @@ class SimSession:
 
     async def _response_create(self, event: dict[str, Any]) -> None:
         msgspec.convert(event, rt.ResponseCreate)
+        fault = self.script.refuse_response_create_with
+        if (
+            fault
+            and self.faults.response_creates_refused < self.script.refuse_response_create_times
+        ):
+            self.faults.response_creates_refused += 1
+            kind = "server_error" if fault == "server_error" else "invalid_request_error"
+            raise ClientError(fault, f"Simulated refusal of response.create ({fault}).", None, kind)
         if self._active is not None:
             raise ClientError(
                 "conversation_already_has_active_response",
@@ -699,8 +727,7 @@ class SimSession:
 
     async def _run_response(self, resp: _Response) -> None:
         try:
-            item = self.script.reply_at(self._reply_index)
-            self._reply_index += 1
+            item = self._next_reply()
             await self._send(
                 {
                     "type": "response.created",
@@ -751,6 +778,20 @@ class SimSession:
             if self._active is resp:
                 self._active = None
 
+    def _next_reply(self) -> ScriptItem:
+        """The script's next item; after a tool's output the model speaks, it does not call
+        the tool again (so a re-seeded session answers with the next reply)."""
+        item = self.script.reply_at(self._reply_index)
+        self._reply_index += 1
+        last = self.conversation[-1] if self.conversation else None
+        after_output = last is not None and last.get("type") == "function_call_output"
+        for _ in range(len(self.script.replies)):
+            if not (after_output and isinstance(item, ToolCall)):
+                break
+            item = self.script.reply_at(self._reply_index)
+            self._reply_index += 1
+        return item
+
     async def _close_stopped(self, resp: _Response) -> None:
         """Finish the item that was streaming when the response was cancelled."""
         item = resp.open_item
@@ -783,9 +824,7 @@ class SimSession:
             "error": {
                 "type": code,
                 "code": code,
-                "message": "You exceeded your current quota, please check your plan and billing "
-                "details. For more information on this error, read the docs: "
-                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "message": _FAILURE_MESSAGES.get(code, f"The response failed ({code})."),
             },
         }
         usage = {
@@ -991,6 +1030,11 @@ class SimSession:
         )
         item["arguments"] = args
         resp.transcript = args
+        code = self.script.drop_after_tool_call
+        if code is not None and not self.faults.tool_call_dropped:
+            self.faults.tool_call_dropped = True
+            await self.close(code)
+            raise ConnectionResetError("simulated drop after a tool call")
         await self._close_item(resp, item, "completed")
 
     async def _cancel_active(self, reason: str) -> None:
@@ -1048,6 +1092,7 @@ class SimModel:
         self.script = script or ModelScript()
         self.sessions: list[SimSession] = []
         self.rejected: list[int] = []  # HTTP statuses of refused handshakes
+        self.faults = Faults()
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
@@ -1090,7 +1135,14 @@ class SimModel:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not auth[7:].strip():
+        refuse = self.script.refuse_upgrade_with
+        if refuse is not None and refuse != 401:
+            self.rejected.append(refuse)
+            body: dict[str, Any] = {
+                "error": {"message": f"Simulated HTTP {refuse}.", "type": "server_error"}
+            }
+            return web.json_response(body, status=refuse)
+        if not auth.startswith("Bearer ") or not auth[7:].strip() or refuse == 401:
             self.rejected.append(401)
             body = {
                 "error": {
@@ -1108,7 +1160,8 @@ class SimModel:
         if "OpenAI-Beta" in request.headers:
             await ws.close(code=4000, message=b"beta_api_shape_disabled")
             return ws
-        session = SimSession(ws, request, self.script, request.query.get("model", "gpt-realtime"))
+        model = request.query.get("model", "gpt-realtime")
+        session = SimSession(ws, request, self.script, model, self.faults)
         async with self._changed:
             self.sessions.append(session)
             self._changed.notify_all()

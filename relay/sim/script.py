@@ -55,6 +55,11 @@ class ModelScript:
     first_audio_delay_s: float = 0.0  # between response.created and the first audio delta
     expire_after_s: float | None = None  # session_expired + close 1001 (None: 60 minutes)
     fail_response_with: str | None = None  # e.g. "insufficient_quota": every response fails
+    # Faults for the no-dead-air tests (each applies across the model's sessions):
+    refuse_upgrade_with: int | None = None  # HTTP status for every upgrade, e.g. 401 (bad key)
+    refuse_response_create_with: str | None = None  # an `error` for client response.create
+    refuse_response_create_times: int = 1  # ... for the first this many of them
+    drop_after_tool_call: int | None = None  # close code right after the first call's arguments
     vad_rms_threshold: float | None = None  # None: 1000 * server_vad threshold (default 500)
     semantic_silence_ms: int = 300  # end-of-turn silence for semantic_vad
     tone_hz: float = 330.0  # the assistant's "voice"
