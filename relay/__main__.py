@@ -1,4 +1,4 @@
-"""python -m relay: settings -> Hypercorn, with a graceful drain on SIGTERM."""
+"""python -m relay: settings -> the aiohttp server on uvloop, with a graceful drain on SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,32 +7,12 @@ import logging
 import signal
 import sys
 
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-
 from shared.envparse import SettingsError
 
-from . import logs
-from .app import create_app
-from .context import RelayContext
-from .settings import from_env, load_env
+from . import logs, server
+from .settings import Settings, from_env, load_env
 
 log = logging.getLogger("relay")
-
-
-async def drain(ctx: RelayContext, seconds: float) -> None:
-    """Stop taking calls, let live ones finish, then end the rest politely."""
-    ctx.draining = True
-    log.info("draining: %d live calls, waiting up to %.0f s", len(ctx.hub.calls), seconds)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while ctx.hub.calls and loop.time() < deadline:  # noqa: ASYNC110 -- calls end on their own schedule
-        await asyncio.sleep(0.2)
-    for runner in list(ctx.hub.calls.values()):
-        log.info("call %s: ending for shutdown", runner.bridge.call_sid)
-        await runner.shutdown()
-    while ctx.hub.calls and loop.time() < deadline + 5:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
 
 
 def main() -> int:
@@ -59,26 +39,8 @@ def main() -> int:
     if not settings.public_url:
         log.warning("PUBLIC_URL is not set: /twiml will answer 500 until it is")
 
-    app = create_app(settings)
-    config = Config()
-    config.bind = [f"{settings.host}:{settings.port}"]
-    config.websocket_max_message_size = settings.ws_max_message_bytes
-    config.graceful_timeout = 5.0
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")  # our handler: redacted, one format
-
     async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-
-        async def shutdown_trigger() -> None:
-            await stop.wait()
-            await drain(app.state.relay, settings.drain_seconds)
-
-        log.info("relay listening on %s:%d", settings.host, settings.port)
-        await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+        await serve(settings)
 
     try:
         import uvloop
@@ -87,6 +49,18 @@ def main() -> int:
     except ImportError:
         asyncio.run(run())
     return 0
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    running = await server.start(settings)
+    log.info("relay listening on %s:%d", settings.host, running.port)
+    await stop.wait()
+    await running.stop(settings.drain_seconds)
+    log.info("relay stopped")
 
 
 if __name__ == "__main__":

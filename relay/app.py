@@ -1,27 +1,25 @@
-"""The relay's routes: /twiml /call /logs /tools /health /calls /public-url /metrics."""
+"""The relay's routes on aiohttp.web: /twiml /call /logs /tools /health /calls /metrics."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
 from shared import __version__
 
 from . import metrics
-from .console_socket import console_endpoint
+from .console_socket import close_consoles, console_endpoint
 from .context import RelayContext
-from .media_socket import MediaStreamEndpoint
+from .keys import CONSOLES, RELAY
+from .media_socket import media_endpoint
 from .model_link import ModelConnector, PrewarmPool
-from .security import public_http_url, public_ws_url
+from .security import console_refusal, public_http_url, public_ws_url
 from .settings import DEFAULT_REALTIME_URL, Settings
 from .tools.builtins import default_registry
 from .twilio_rest import TwilioRest, say_and_hangup_twiml
@@ -31,42 +29,42 @@ log = logging.getLogger("relay")
 SERVICE = "phone-relay"
 
 
-def _ctx(request: Request) -> RelayContext:
-    ctx: RelayContext = request.app.state.relay
-    return ctx
-
-
-async def twiml(request: Request) -> Response:
-    ctx = _ctx(request)
+async def twiml(request: web.Request) -> web.Response:
+    ctx = request.app[RELAY]
     settings = ctx.settings
     public = settings.public_url
     if not public and settings.simulator and not ctx.signatures.enabled:
         # No real Twilio in simulator mode: stream back to whichever host was asked.
-        public = f"http://{request.url.netloc}"
+        public = f"http://{request.host}"
     if not public:
         log.error("/twiml: PUBLIC_URL is not set, so Twilio cannot be told where to stream")
-        return PlainTextResponse(
-            "PUBLIC_URL is not set: the relay cannot tell Twilio where to connect. "
+        return web.Response(
+            status=500,
+            text="PUBLIC_URL is not set: the relay cannot tell Twilio where to connect. "
             "Set PUBLIC_URL to this relay's public https URL.",
-            status_code=500,
         )
-    params: dict[str, str] = dict(request.query_params)
+    params: dict[str, str] = dict(request.query)
     if request.method == "POST":
-        form = await request.form()
+        try:
+            form = await request.post()
+        except web.HTTPException:
+            raise  # e.g. 413: aiohttp's own, clear answer
+        except Exception as exc:  # undecodable or malformed bodies: the sender's problem
+            return web.Response(status=400, text=f"unreadable form body ({type(exc).__name__})")
         params = {k: str(v) for k, v in form.items()}
     if ctx.signatures.enabled:
-        url = public_http_url(public, request.url.path, request.url.query)
+        url = public_http_url(public, request.path, request.query_string)
         post_params = params if request.method == "POST" else {}
-        if not ctx.signatures.valid(url, post_params, request.headers.get("x-twilio-signature")):
+        if not ctx.signatures.valid(url, post_params, request.headers.get("X-Twilio-Signature")):
             log.warning("/twiml: refused a request without a valid X-Twilio-Signature")
             metrics.call_rejected("forged")
-            return PlainTextResponse("invalid Twilio signature", status_code=403)
+            return web.Response(status=403, text="invalid Twilio signature")
     call_sid = params.get("CallSid", "")
     if not call_sid:
-        return PlainTextResponse("missing CallSid (this URL is for Twilio)", status_code=400)
+        return web.Response(status=400, text="missing CallSid (this URL is for Twilio)")
     if ctx.draining or len(ctx.hub.calls) >= settings.max_calls:
         metrics.call_rejected("busy")
-        return Response(say_and_hangup_twiml(settings.busy_message), media_type="text/xml")
+        return _xml(say_and_hangup_twiml(settings.busy_message))
     session = ctx.call_session()
     if settings.prewarm:
         ctx.prewarm.start(call_sid, str(session.get("model", settings.model)), session)
@@ -75,61 +73,53 @@ async def twiml(request: Request) -> Response:
     stream.parameter(name="stream_token", value=ctx.tokens.issue(call_sid))
     stream.parameter(name="from", value=params.get("From", ""))
     stream.parameter(name="to", value=params.get("To", ""))
-    return Response(str(r), media_type="text/xml")
+    return _xml(str(r))
 
 
-async def health(request: Request) -> Response:
-    ctx = _ctx(request)
-    return JSONResponse(
+def _xml(body: str) -> web.Response:
+    return web.Response(text=body, content_type="text/xml")
+
+
+async def health(request: web.Request) -> web.Response:
+    ctx = request.app[RELAY]
+    return web.json_response(
         {
             "service": SERVICE,
             "status": "draining" if ctx.draining else "ok",
             "version": __version__,
+            "pid": os.getpid(),
             "calls": len(ctx.hub.calls),
             "simulator": ctx.settings.simulator,
             "draining": ctx.draining,
             "model": ctx.model_status,
         },
-        status_code=503 if ctx.draining else 200,
+        status=503 if ctx.draining else 200,
     )
 
 
-async def tools(request: Request) -> Response:
-    return JSONResponse(_ctx(request).tools.schemas())
+async def tools(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RELAY].tools.schemas())
 
 
-async def calls(request: Request) -> Response:
+async def calls(request: web.Request) -> web.Response:
     """Live calls, with callers' numbers: for consoles (the token), not the public."""
-    ctx = _ctx(request)
-    refusal = _console_refusal(ctx, request, "calls")
+    ctx = request.app[RELAY]
+    refusal = console_refusal(request, ctx.settings.console_token, "calls")
     if refusal is not None:
         return refusal
-    return JSONResponse([r.bridge.info() for r in ctx.hub.calls.values()])
+    return web.json_response([r.bridge.info() for r in ctx.hub.calls.values()])
 
 
-async def public_url(request: Request) -> Response:
-    return JSONResponse({"publicUrl": _ctx(request).settings.public_url})
+async def public_url(request: web.Request) -> web.Response:
+    return web.json_response({"publicUrl": request.app[RELAY].settings.public_url})
 
 
-def _console_refusal(ctx: RelayContext, request: Request, what: str) -> Response | None:
-    """None if the request carries the console token (or, with none set, is loopback)."""
-    token = ctx.settings.console_token
-    if token:
-        auth = request.headers.get("authorization", "")
-        presented = auth[7:] if auth.lower().startswith("bearer ") else ""
-        if not token.matches(presented):
-            return PlainTextResponse(f"{what} need the console token", status_code=401)
-    elif request.client is None or request.client.host not in ("127.0.0.1", "::1", "localhost"):
-        return PlainTextResponse(f"{what} are served to loopback only", status_code=403)
-    return None
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    refusal = _console_refusal(_ctx(request), request, "metrics")
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    refusal = console_refusal(request, request.app[RELAY].settings.console_token, "metrics")
     if refusal is not None:
         return refusal
     body, content_type = metrics.render()
-    return Response(body, media_type=content_type)
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def build_context(settings: Settings, http: aiohttp.ClientSession, model_url: str) -> RelayContext:
@@ -159,9 +149,8 @@ def build_context(settings: Settings, http: aiohttp.ClientSession, model_url: st
     return ctx
 
 
-def create_app(settings: Settings) -> Starlette:
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+def create_app(settings: Settings) -> web.Application:
+    async def relay_context(app: web.Application) -> AsyncIterator[None]:
         sim: Any = None
         model_url = settings.realtime_url
         if settings.simulator and settings.realtime_url == DEFAULT_REALTIME_URL:
@@ -175,7 +164,7 @@ def create_app(settings: Settings) -> Starlette:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
             ctx = build_context(settings, http, model_url)
-            app.state.relay = ctx
+            app[RELAY] = ctx
             try:
                 yield
             finally:
@@ -185,18 +174,19 @@ def create_app(settings: Settings) -> Starlette:
                 if sim is not None:
                     await sim.stop()
 
-    def get_ctx(scope: dict[str, Any]) -> RelayContext:
-        ctx: RelayContext = scope["app"].state.relay
-        return ctx
-
-    routes = [
-        Route("/twiml", twiml, methods=["GET", "POST"]),
-        Route("/health", health),
-        Route("/tools", tools),
-        Route("/calls", calls),
-        Route("/public-url", public_url),
-        Route("/metrics", metrics_endpoint),
-        WebSocketRoute("/call", MediaStreamEndpoint(get_ctx)),
-        WebSocketRoute("/logs", console_endpoint),
-    ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    # Twilio frames are small; the per-socket limit (RELAY_MAX_FRAME_BYTES) is checked with a
+    # clear log line, and aiohttp's own cap only stops a peer that sends megabytes.
+    app = web.Application(client_max_size=1024 * 1024)
+    app[CONSOLES] = set()
+    app.cleanup_ctx.append(relay_context)
+    app.on_shutdown.append(close_consoles)
+    app.router.add_route("GET", "/twiml", twiml)
+    app.router.add_route("POST", "/twiml", twiml)
+    app.router.add_get("/health", health)
+    app.router.add_get("/tools", tools)
+    app.router.add_get("/calls", calls)
+    app.router.add_get("/public-url", public_url)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/call", media_endpoint)
+    app.router.add_get("/logs", console_endpoint)
+    return app

@@ -7,10 +7,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from aiohttp import WSMsgType, web
 
 from shared import __version__
 from shared.console_protocol import (
+    MAX_COMMAND_BYTES,
     CommandError,
     ConsoleCommand,
     PingCommand,
@@ -21,7 +22,8 @@ from shared.console_protocol import (
 from shared.session import SessionConfigError
 
 from . import metrics
-from .security import console_allowed
+from .keys import CONSOLES, RELAY
+from .security import bearer, console_allowed
 
 if TYPE_CHECKING:
     from .context import RelayContext
@@ -29,11 +31,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("relay.console")
 
 
-def _token_from(ws: WebSocket) -> str:
-    auth = ws.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return ws.query_params.get("token", "")
+def _token_from(request: web.Request) -> str:
+    return bearer(request) or request.query.get("token", "")
 
 
 class RateLimiter:
@@ -55,20 +54,20 @@ class RateLimiter:
         return False
 
 
-async def console_endpoint(ws: WebSocket) -> None:
-    ctx: RelayContext = ws.app.state.relay
+async def console_endpoint(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[RELAY]
     settings = ctx.settings
-    client_host = ws.client.host if ws.client else None
-    origin = ws.headers.get("origin")
-    if not console_allowed(settings.console_token, _token_from(ws), client_host):
+    client_host = request.remote
+    origin = request.headers.get("Origin")
+    if not console_allowed(settings.console_token, _token_from(request), client_host):
         log.warning("refused /logs from %s: missing or wrong console token", client_host)
-        await ws.close(code=1008)
-        return
+        return web.Response(status=403, text="the console feed needs the console token")
     if origin and settings.console_origin and origin.rstrip("/") != settings.console_origin:
         log.warning("refused /logs: Origin %s is not CONSOLE_ORIGIN", origin)
-        await ws.close(code=1008)
-        return
-    await ws.accept()
+        return web.Response(status=403, text="this Origin may not open the console feed")
+    ws = web.WebSocketResponse(compress=False, max_msg_size=4 * MAX_COMMAND_BYTES)
+    await ws.prepare(request)
+    request.app[CONSOLES].add(ws)
     client = ctx.hub.add_console(f"{client_host}")
     metrics.CONSOLE_CLIENTS.inc()
     ctx.hub.send_to(
@@ -85,15 +84,17 @@ async def console_endpoint(ws: WebSocket) -> None:
             "model": ctx.model_status,
         },
     )
-    sender = asyncio.create_task(_pump_out(ws, client.queue))
+    sender = asyncio.get_running_loop().create_task(_pump_out(ws, client.queue))
     limiter = RateLimiter(settings.console_rate_per_s)
     limited = False
     try:
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
+        async for message in ws:
+            if message.type is WSMsgType.TEXT:
+                data: str | bytes = message.data
+            elif message.type is WSMsgType.BINARY:
+                data = message.data
+            else:
                 break
-            data = message.get("text") or message.get("bytes") or b""
             if not limiter.allow():
                 if not limited:  # one line per console, not one per refused command
                     limited = True
@@ -105,23 +106,30 @@ async def console_endpoint(ws: WebSocket) -> None:
                 ctx.hub.send_to(client, _refused(None, "", "rate limit: too many commands"))
                 continue
             await _handle(ctx, client, data)
-    except WebSocketDisconnect:
-        pass
     finally:
+        request.app[CONSOLES].discard(ws)
         if not client.dropped:  # a dropped console was removed (and counted) by the hub
             ctx.hub.remove_console(client)
         metrics.CONSOLE_CLIENTS.dec()
         sender.cancel()
+    return ws
 
 
-async def _pump_out(ws: WebSocket, queue: asyncio.Queue[bytes | None]) -> None:
+async def close_consoles(app: web.Application) -> None:
+    """On shutdown: close every console socket at once, so nothing waits on them."""
+    sockets: set[web.WebSocketResponse] = app[CONSOLES]
+    for ws in list(sockets):
+        await ws.close(code=1001, message=b"relay shutting down")
+
+
+async def _pump_out(ws: web.WebSocketResponse, queue: asyncio.Queue[bytes | None]) -> None:
     try:
         while True:
             data = await queue.get()
             if data is None:  # dropped by the hub for being too slow
-                await ws.close(code=1008, reason="too slow")
+                await ws.close(code=1008, message=b"too slow")
                 return
-            await ws.send_text(data.decode())
+            await ws.send_frame(data, WSMsgType.TEXT)
     except Exception:
         return
 

@@ -1,7 +1,8 @@
 """Run a whole relay in-process on loopback, against the simulated model.
 
-Used by the end-to-end tests and the benchmarks: one real Hypercorn server, one
-real SimModel, real sockets; nothing mocked but the outside world.
+Used by the end-to-end tests and the benchmarks: the relay's own aiohttp server (as
+`python -m relay` runs it), one real SimModel, real sockets; nothing mocked but the
+outside world.
 """
 
 from __future__ import annotations
@@ -15,12 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-from starlette.applications import Starlette
+from aiohttp import web
 
-from .app import create_app
+from . import server as relay_server
 from .context import RelayContext
+from .keys import RELAY
 from .settings import Settings, from_env
 from .sim.model import SimModel
 from .sim.script import ModelScript
@@ -37,13 +37,12 @@ def free_port() -> int:
 class RunningRelay:
     base_url: str
     settings: Settings
-    app: Starlette
+    app: web.Application
     sim: SimModel
 
     @property
     def ctx(self) -> RelayContext:
-        ctx: RelayContext = self.app.state.relay
-        return ctx
+        return self.app[RELAY]
 
     @property
     def ws_url(self) -> str:
@@ -65,36 +64,14 @@ async def running_relay(
             **(env or {}),
         }
     )
-    app = create_app(settings)
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    config.errorlog = None
-    config.graceful_timeout = 2.0
-    config.websocket_max_message_size = settings.ws_max_message_bytes
-    stop = asyncio.Event()
-    server = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    running = await relay_server.start(settings)
     base = f"http://127.0.0.1:{port}"
     try:
-        await _wait_until_up(base, server)
-        yield RunningRelay(base, settings, app, sim)
+        yield RunningRelay(base, settings, running.app, sim)
     finally:
-        stop.set()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(server, 10)
+            await asyncio.wait_for(running.stop(), 10)
         await sim.stop()
-
-
-async def _wait_until_up(base: str, server: asyncio.Task[Any]) -> None:
-    def alive() -> None:
-        if server.done():
-            server.result()  # raises the start-up error
-            raise RuntimeError("relay stopped during start-up")
-
-    try:
-        await wait_healthy(base, timeout=5.0, alive=alive)
-    except TimeoutError:
-        raise RuntimeError("relay did not start") from None
 
 
 async def wait_healthy(

@@ -36,6 +36,10 @@ class Hub:
     consoles: set[ConsoleClient] = field(default_factory=set)
     ended: list[dict[str, Any]] = field(default_factory=list)
     on_console_dropped: Callable[[], None] = lambda: None
+    _empty: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._empty.set()
 
     @property
     def watched(self) -> bool:
@@ -44,9 +48,21 @@ class Hub:
     def add_call(self, runner: CallRunner) -> None:
         self.calls[runner.bridge.call_sid] = runner
         runner.bridge.watched = self.watched
+        self._empty.clear()
 
     def remove_call(self, call_sid: str) -> None:
         self.calls.pop(call_sid, None)
+        if not self.calls:
+            self._empty.set()
+
+    async def wait_empty(self, timeout: float) -> bool:
+        """Until no call is live; False if `timeout` seconds pass first."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._empty.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def add_console(self, name: str) -> ConsoleClient:
         client = ConsoleClient(name, asyncio.Queue(self.queue_size))

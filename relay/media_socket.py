@@ -1,22 +1,27 @@
-"""WS /call: Twilio's Media Stream, as a raw ASGI handler.
+"""WS /call: Twilio's Media Stream, served by aiohttp.
 
-This is the hot path (50 frames a second per call), so it talks ASGI directly instead
-of through Starlette's WebSocket wrapper, and decodes each frame once with msgspec.
+This is the hot path (50 frames a second per call): aiohttp's compiled reader parses and
+unmasks each frame, the payload of a media frame is decoded once into a lean msgspec
+struct and spliced into the model's append event without touching the audio, and nothing
+is created per frame (no task, no future). Everything else a frame means is the call
+core's decision (relay/call.py).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
+from aiohttp import WSMsgType, web
 
 from shared import twilio as tw
 
 from . import logs, metrics
 from .actions import EndReason
 from .call import CallBridge, CallConfig
+from .keys import RELAY
 from .runner import CallRunner
 from .security import public_ws_url
 
@@ -25,61 +30,61 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("relay.call")
 
-Scope = dict[str, Any]
-Receive = Any
-Send = Any
-
-
 HOP_SAMPLE = 16  # observe the inbound hop histogram on 1 media frame in 16
+TEXT = WSMsgType.TEXT
+_CLOSED = (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR)
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for key, value in scope.get("headers", []):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return ""
+async def media_endpoint(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[RELAY]
+    settings = ctx.settings
+    if ctx.signatures.enabled:
+        # Twilio signs the wss:// URL it was given; rebuild it from PUBLIC_URL (a proxy in
+        # front of the relay changes what the relay itself would see).
+        url = public_ws_url(settings.public_url, "/call") if settings.public_url else ""
+        signature = request.headers.get("X-Twilio-Signature")
+        if not url or not ctx.signatures.valid(url, {}, signature):
+            log.warning("refused /call: missing or invalid X-Twilio-Signature")
+            metrics.call_rejected("forged")
+            return web.Response(status=403, text="invalid Twilio signature")
+    ws = web.WebSocketResponse(
+        max_msg_size=settings.ws_max_message_bytes,
+        compress=False,  # base64 audio barely compresses; deflate would cost CPU per frame
+        autoping=True,
+    )
+    await ws.prepare(request)
+    stream = MediaStream(ctx, ws)
+    await stream.run()
+    return ws
 
 
-class MediaStreamEndpoint:
-    """ASGI app for one Twilio Media Stream connection."""
+class MediaStream:
+    """One Twilio Media Stream: read frames, feed the call core, finish the call once."""
 
-    def __init__(self, get_ctx: Any) -> None:
-        self.get_ctx = get_ctx
+    def __init__(self, ctx: RelayContext, ws: web.WebSocketResponse) -> None:
+        self.ctx = ctx
+        self.ws = ws
+        self.runner: CallRunner | None = None
+        self.ignored: set[str] = set()  # kinds of bad frame already logged on this stream
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx: RelayContext = self.get_ctx(scope)
-        settings = ctx.settings
-        first = await receive()
-        if first["type"] != "websocket.connect":
-            return
-        if ctx.signatures.enabled:
-            url = public_ws_url(settings.public_url, "/call") if settings.public_url else ""
-            if not url or not ctx.signatures.valid(url, {}, _header(scope, b"x-twilio-signature")):
-                log.warning("refused /call: missing or invalid X-Twilio-Signature")
-                metrics.call_rejected("forged")
-                await send({"type": "websocket.close", "code": 1008})  # 403 at the handshake
-                return
-        await send({"type": "websocket.accept"})
+    def ignore(self, kind: str, detail: str) -> None:
+        """Log each kind of bad frame once per stream: garbage must not flood the log."""
+        if kind not in self.ignored:
+            self.ignored.add(kind)
+            sid = self.runner.bridge.call_sid if self.runner is not None else "-"
+            log.warning("/call (call %s): %s ignored (logged once per stream)", sid, detail)
 
-        async def send_text(data: str) -> None:
-            await send({"type": "websocket.send", "text": data})
+    async def send_text(self, data: str) -> None:
+        await self.ws.send_str(data)
 
-        async def close(code: int, reason: str) -> None:
-            try:
-                await send({"type": "websocket.close", "code": code, "reason": reason[:120]})
-            except Exception:
-                pass
+    async def close(self, code: int, reason: str) -> None:
+        try:
+            await self.ws.close(code=code, message=reason.encode()[:120])
+        except Exception:
+            pass
 
-        runner: CallRunner | None = None
-        ignored: set[str] = set()  # kinds of bad frame already logged on this stream
-
-        def ignore(kind: str, detail: str) -> None:
-            """Log each kind of bad frame once per stream: garbage must not flood the log."""
-            if kind not in ignored:
-                ignored.add(kind)
-                sid = runner.bridge.call_sid if runner is not None else "-"
-                log.warning("/call (call %s): %s ignored (logged once per stream)", sid, detail)
-
+    async def run(self) -> None:
+        ws = self.ws
         reason, detail = EndReason.ERROR, "the Twilio stream closed without a stop"
         decode = tw.decode_inbound
         media_payload = tw.media_payload
@@ -87,22 +92,22 @@ class MediaStreamEndpoint:
         perf_counter = time.perf_counter
         hop = metrics.HOP_INBOUND
         media_frames = 0
-        max_frame = settings.max_frame_bytes
+        max_frame = self.ctx.settings.max_frame_bytes
         try:
             while True:
-                message = await receive()
-                kind = message["type"]
-                if kind == "websocket.disconnect":
-                    break
-                if kind != "websocket.receive":
+                message = await ws.receive()
+                kind = message.type
+                if kind is not TEXT:
+                    if kind in _CLOSED:
+                        break
+                    if kind is WSMsgType.BINARY:
+                        self.ignore("binary", "binary frame (Twilio sends JSON text)")
                     continue
-                text = message.get("text")
-                if text is None:
-                    ignore("binary", "binary frame (Twilio sends JSON text)")
-                    continue
+                text: str = message.data
                 if len(text) > max_frame:
-                    ignore("huge", f"{len(text)}-byte frame (limit {max_frame})")
+                    self.ignore("huge", f"{len(text)}-byte frame (limit {max_frame})")
                     continue
+                runner = self.runner
                 if runner is not None:
                     # Fast path, ~98% of frames: a media frame, decoded to its payload only
                     # (and safe to splice into JSON); anything else takes the full decode.
@@ -120,68 +125,68 @@ class MediaStreamEndpoint:
                 try:
                     msg = decode(text)
                 except msgspec.DecodeError as exc:
-                    ignore("malformed", f"malformed frame: {exc}")
+                    self.ignore("malformed", f"malformed frame: {exc}")
                     continue
                 if runner is None:
                     if isinstance(msg, tw.Start):
-                        runner = await self._start(ctx, msg, send_text, close)
+                        self.runner = runner = await self._start(msg)
                         if runner is None:
                             return
-                    elif isinstance(msg, tw.Connected):
-                        continue
-                    else:
-                        ignore("before-start", f"{type(msg).__name__} before start")
+                    elif not isinstance(msg, tw.Connected):
+                        self.ignore("before-start", f"{type(msg).__name__} before start")
                     continue
-                bridge = runner.bridge
-                if type(msg) is tw.Media:  # a valid media frame with JSON escapes in it
-                    data = bridge.on_media(msg.media.payload, monotonic())
-                    if data is not None:
-                        await runner.send_model(data)
-                    continue
-                if isinstance(msg, tw.Start):
-                    ignore("second-start", "second start")
-                    continue
-                if isinstance(msg, tw.Connected):
-                    ignore("connected", "repeated connected")
-                    continue
-                if msg.streamSid != bridge.stream_sid:
-                    ignore("other-stream", "frame for another stream")
-                    continue
-                actions = bridge.on_twilio(msg, time.monotonic())
-                if actions:
-                    await runner.execute(actions)
-                if isinstance(msg, tw.Stop):
+                if await self._other_frame(runner, msg):
                     reason, detail = EndReason.CALLER_HUNG_UP, "the caller hung up"
                     break
         finally:
-            if runner is not None:
-                await runner.finish(reason, detail)
-        await close(1000, "call ended")  # otherwise Hypercorn closes with 1011
+            if self.runner is not None:
+                await self.runner.finish(reason, detail)
+        await self.close(1000, "call ended")
 
-    async def _start(
-        self, ctx: RelayContext, msg: tw.Start, send_text: Any, close: Any
-    ) -> CallRunner | None:
+    async def _other_frame(self, runner: CallRunner, msg: tw.TwilioInbound) -> bool:
+        """A frame other than plain media; True when it was `stop`."""
+        bridge = runner.bridge
+        if type(msg) is tw.Media:  # a valid media frame with JSON escapes in it
+            data = bridge.on_media(msg.media.payload, time.monotonic())
+            if data is not None:
+                await runner.send_model(data)
+            return False
+        if isinstance(msg, tw.Start):
+            self.ignore("second-start", "second start")
+            return False
+        if isinstance(msg, tw.Connected):
+            self.ignore("connected", "repeated connected")
+            return False
+        if msg.streamSid != bridge.stream_sid:
+            self.ignore("other-stream", "frame for another stream")
+            return False
+        actions = bridge.on_twilio(msg, time.monotonic())
+        if actions:
+            await runner.execute(actions)
+        return isinstance(msg, tw.Stop)
+
+    async def _start(self, msg: tw.Start) -> CallRunner | None:
+        ctx = self.ctx
         settings = ctx.settings
         info = msg.start
         params = info.customParameters
         if not ctx.tokens.redeem(params.get("stream_token", ""), info.callSid):
             log.warning("call %s: refused stream without a valid stream token", info.callSid)
             metrics.call_rejected("bad_token")
-            await close(1008, "invalid stream token")
+            await self.close(1008, "invalid stream token")
             return None
         if ctx.draining or len(ctx.hub.calls) >= settings.max_calls:
             metrics.call_rejected("busy")
-            await close(1013, "relay is busy")
+            await self.close(1013, "relay is busy")
             return None
         if info.callSid in ctx.hub.calls:
-            await close(1008, "call already streaming")
+            await self.close(1008, "call already streaming")
             return None
-        session = ctx.call_session()
         bridge = CallBridge(
             call_sid=info.callSid,
             stream_sid=info.streamSid or msg.streamSid,
             config=CallConfig(
-                session=session,
+                session=ctx.call_session(),
                 backend_tools=ctx.tools.names(),
                 greeting=ctx.greeting,
                 dtmf_format=settings.dtmf_format,
@@ -197,7 +202,7 @@ class MediaStreamEndpoint:
         )
         # Every log line from this task and the call's tasks (created below) names the call.
         logs.current_call_sid.set(bridge.call_sid)
-        runner = CallRunner(ctx, bridge, send_text, close)
+        runner = CallRunner(ctx, bridge, self.send_text, self.close)
         ctx.hub.add_call(runner)
         metrics.call_started()
         ctx.hub.publish(

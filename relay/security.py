@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from shared.secret import Secret
@@ -79,3 +80,18 @@ def console_allowed(token: Secret, presented: str, client_host: str | None) -> b
     if token:
         return token.matches(presented)
     return _is_loopback(client_host or "")
+
+
+def bearer(request: web.BaseRequest) -> str:
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+
+
+def console_refusal(request: web.BaseRequest, token: Secret, what: str) -> web.Response | None:
+    """None if an HTTP request may see console data (`what`), else the refusal to send."""
+    if token:
+        if not token.matches(bearer(request)):
+            return web.Response(status=401, text=f"{what} need the console token")
+    elif not _is_loopback(request.remote or ""):
+        return web.Response(status=403, text=f"{what} are served to loopback only")
+    return None

@@ -80,7 +80,7 @@ class Settings:
 
     @property
     def ws_max_message_bytes(self) -> int:
-        """Hypercorn's hard cap; smaller limits are checked per socket with a clear reply."""
+        """The server's hard cap on a frame; RELAY_MAX_FRAME_BYTES is checked per frame."""
         return max(1024 * 1024, 2 * self.max_frame_bytes)
 
     @property

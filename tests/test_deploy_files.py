@@ -287,7 +287,8 @@ def test_health_paths_agree_everywhere() -> None:
 def test_relay_serves_health_and_metrics() -> None:
     from relay.app import create_app
 
-    paths = {getattr(r, "path", "") for r in create_app(relay_settings.from_env({})).routes}
+    app = create_app(relay_settings.from_env({}))
+    paths = {r.resource.canonical for r in app.router.routes() if r.resource is not None}
     assert {"/health", "/metrics"} <= paths
 
 

@@ -67,3 +67,34 @@ async def test_sigterm_drains_live_calls_then_exits_cleanly() -> None:
             proc.kill()
             await proc.wait()
         await sim.stop()
+
+
+async def test_with_no_calls_sigterm_exits_at_once_and_quietly() -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PORT": str(port), "RELAY_HOST": "127.0.0.1", "PUBLIC_URL": base}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "relay",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await wait_healthy(base, timeout=15)
+        async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/logs"):
+            # A console is watching: it must not hold the shutdown up either.
+            started = asyncio.get_running_loop().time()
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), 10)
+            took = asyncio.get_running_loop().time() - started
+        assert proc.stdout is not None
+        output = (await proc.stdout.read()).decode()
+        assert code == 0
+        assert took < 1.0, f"took {took:.2f} s"
+        assert "Traceback" not in output and "CancelledError" not in output, output
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -358,7 +358,9 @@ async def test_a_slow_console_is_dropped_and_calls_go_on() -> None:
                     aiohttp.WSMsgType.CLOSED,
                 ):
                     msg = await slow.receive()
-            assert slow.close_code == 1008
+            # The close frame says why (the socket's own code may read 1006: the relay does
+            # not wait for a reader that stopped reading to answer the close).
+            assert (msg.type, msg.data, msg.extra) == (aiohttp.WSMsgType.CLOSE, 1008, "too slow")
             await slow.close()
     assert metrics.value("relay_consoles_dropped_total") == dropped_before + 1
 
