@@ -41,14 +41,17 @@ ENV REFLEX_USE_NPM=1 \
     npm_config_fund=false \
     npm_config_audit=false \
     npm_config_update_notifier=false
-# Build the frontend now (npm packages into .web/node_modules, the production bundle), as the
-# user that runs it, so a container start needs no download.
-RUN reflex export --frontend-only --no-zip --env prod
 ENV PORT=3000
+# Build the frontend now (npm packages into .web/node_modules, the production bundle for
+# $PORT), as the user that runs it, with the command start-up uses to check it: a container
+# started on the same $PORT serves it as is, in about a second, and needs no download.
+RUN scripts/start-console build
 EXPOSE 3000
-# Start-up re-compiles the app for the runtime $PORT before it answers: allow for it.
+# Hypercorn serves Reflex's backend and this bundle on $PORT (console/serve.py). Started on
+# another $PORT, the bundle is rebuilt for it first (npm run export, up to a minute or so).
 HEALTHCHECK --interval=20s --timeout=5s --start-period=180s --retries=3 \
     CMD python -c "import os, urllib.request as u; u.urlopen('http://127.0.0.1:%s/ping' % os.environ.get('PORT', '3000'), timeout=4)" || exit 1
+# Exec form, and the script execs Python: the server is PID 1 and gets SIGTERM itself.
 CMD ["scripts/start-console", "prod"]
 
 # ---------------------------------------------------------------- relay

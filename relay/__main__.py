@@ -16,7 +16,6 @@ from . import logs
 from .app import create_app
 from .context import RelayContext
 from .settings import from_env, load_env
-from .twilio_rest import say_and_hangup_twiml
 
 log = logging.getLogger("relay")
 
@@ -31,11 +30,7 @@ async def drain(ctx: RelayContext, seconds: float) -> None:
         await asyncio.sleep(0.2)
     for runner in list(ctx.hub.calls.values()):
         log.info("call %s: ending for shutdown", runner.bridge.call_sid)
-        if ctx.twilio is not None:
-            await ctx.twilio.redirect(
-                runner.bridge.call_sid, say_and_hangup_twiml(ctx.settings.apology)
-            )
-        await runner.close_twilio(1001, "relay restarting")
+        await runner.shutdown()
     while ctx.hub.calls and loop.time() < deadline + 5:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
 

@@ -88,6 +88,7 @@ async def health(request: Request) -> Response:
             "calls": len(ctx.hub.calls),
             "simulator": ctx.settings.simulator,
             "draining": ctx.draining,
+            "model": ctx.model_status,
         },
         status_code=503 if ctx.draining else 200,
     )
@@ -98,23 +99,35 @@ async def tools(request: Request) -> Response:
 
 
 async def calls(request: Request) -> Response:
-    return JSONResponse([r.bridge.info() for r in _ctx(request).hub.calls.values()])
+    """Live calls, with callers' numbers: for consoles (the token), not the public."""
+    ctx = _ctx(request)
+    refusal = _console_refusal(ctx, request, "calls")
+    if refusal is not None:
+        return refusal
+    return JSONResponse([r.bridge.info() for r in ctx.hub.calls.values()])
 
 
 async def public_url(request: Request) -> Response:
     return JSONResponse({"publicUrl": _ctx(request).settings.public_url})
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    ctx = _ctx(request)
+def _console_refusal(ctx: RelayContext, request: Request, what: str) -> Response | None:
+    """None if the request carries the console token (or, with none set, is loopback)."""
     token = ctx.settings.console_token
     if token:
         auth = request.headers.get("authorization", "")
         presented = auth[7:] if auth.lower().startswith("bearer ") else ""
         if not token.matches(presented):
-            return PlainTextResponse("metrics need the console token", status_code=401)
+            return PlainTextResponse(f"{what} need the console token", status_code=401)
     elif request.client is None or request.client.host not in ("127.0.0.1", "::1", "localhost"):
-        return PlainTextResponse("metrics are served to loopback only", status_code=403)
+        return PlainTextResponse(f"{what} are served to loopback only", status_code=403)
+    return None
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    refusal = _console_refusal(_ctx(request), request, "metrics")
+    if refusal is not None:
+        return refusal
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
 
@@ -137,7 +150,7 @@ def build_context(settings: Settings, http: aiohttp.ClientSession, model_url: st
         settings=settings,
         http=http,
         connector=connector,
-        prewarm=PrewarmPool(connector, settings.prewarm_timeout_s),
+        prewarm=PrewarmPool(connector, settings.prewarm_timeout_s, settings.prewarm_max),
         tools=registry,
         twilio=twilio,
     )

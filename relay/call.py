@@ -1,10 +1,16 @@
 """CallBridge: the sans-I/O core of one call.
 
-It takes events (Twilio frames, model events, console commands, tool results, the
-time) and returns actions (frames to send, tools to run, hang up). No sockets, tasks
-or clocks inside: every `now` is passed in, in seconds from a monotonic clock. The
-pumps in `relay/runner.py` move bytes; everything a caller would notice is decided
-here, so it is tested here in microseconds.
+It takes events (Twilio frames, model events, socket opens and closes, console commands,
+tool results, the time) and returns actions (frames to send, sockets to open after a
+delay, tools to run, hang up). No sockets, tasks or clocks inside: every `now` is passed
+in, in seconds from a monotonic clock. The pumps in `relay/runner.py` move bytes and
+sleep; everything a caller would notice is decided here, so it is tested here in
+microseconds.
+
+The state is explicit: `Upstream` (relay/upstream.py) decides reconnects, give-ups and
+hand-overs; `ResponseSlot` (relay/responses.py) tracks the one response a conversation
+may run and what waits for it; `Conversation` (relay/conversation.py) keeps the turns in
+the model's order for re-seeding a fresh session.
 
 Hot path: `on_media` (caller audio in) and `response.output_audio.delta` (agent audio
 out) pass base64 payloads through untouched, building frames by concatenation.
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from array import array
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +29,7 @@ import msgspec
 from shared import realtime as rt
 from shared import session as sess
 from shared import twilio as tw
-from shared.audio import b64_decoded_size, bytes_to_ms
+from shared.audio import b64_decoded_size, bytes_to_ms, is_loud_b64
 from shared.console_protocol import (
     CommitAudioCommand,
     ConsoleCommand,
@@ -37,18 +43,44 @@ from shared.console_protocol import (
     SimCallCommand,
 )
 
-from .actions import Action, Hangup, RunTool, SwitchModel, ToConsole, ToModel, ToTwilio
+from .actions import (
+    Action,
+    CloseModel,
+    EndReason,
+    Handover,
+    Hangup,
+    RunTool,
+    ToConsole,
+    ToModel,
+    ToTwilio,
+)
+from .conversation import Conversation, Entry
+from .model_link import PREWARM_EVENT_ID
 from .playback import PlaybackTracker
+from .responses import Request, ResponseSlot
+from .upstream import GiveUp, Upstream
 
 log = logging.getLogger("relay.call")
 
 _FRAME_RING = 4096  # arrival times of the last ~80 s of caller frames, for latency
+_SENT_KEPT = 256  # client events remembered by event_id, to match the model's errors to
+_MAX_LATENCIES = 1000  # per-turn latencies kept for the summary (hours of turns)
+_MAX_ITEMS = 32  # per-item audio books kept; older items are long finished
+_SPARE_RETRY_S = 10.0  # after a failed rollover/switch connect
+_ANSWER_WAIT_S = 5.0  # after the caller's turn ends, how long an answer may take to start
 _json = msgspec.json.Encoder()
+
+# Errors that no retry can fix: end the call with the apology, and say what to fix.
+FINAL_ERRORS: dict[str, str] = {
+    "invalid_api_key": "OpenAI refused the API key: check OPENAI_API_KEY",
+    "insufficient_quota": "the OpenAI account is out of quota: check its billing",
+    "account_deactivated": "the OpenAI account is deactivated",
+}
 
 
 @dataclass
 class CallConfig:
-    """Per-call knobs, fixed when the call starts."""
+    """Per-call knobs, fixed when the call starts (the session may change from a console)."""
 
     session: dict[str, Any]
     backend_tools: frozenset[str] = frozenset()
@@ -57,55 +89,87 @@ class CallConfig:
     early_audio_ms: int = 10_000
     console_tool_timeout_s: float = 30.0
     hangup_fallback_s: float = 20.0
-
-
-@dataclass
-class Turn:
-    role: str  # "user" | "assistant"
-    item_id: str
-    text: str = ""
+    reconnect_give_up_s: float = 20.0
+    rollover_margin_s: float = 300.0
 
 
 @dataclass
 class Usage:
+    """Tokens used, summed over the call's responses, by kind (for cost estimates)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
+    input_text_tokens: int = 0
+    input_audio_tokens: int = 0
+    input_cached_tokens: int = 0
+    output_text_tokens: int = 0
+    output_audio_tokens: int = 0
 
     def add(self, usage: dict[str, Any] | None) -> None:
         if not usage:
             return
-        self.input_tokens += int(usage.get("input_tokens", 0) or 0)
-        self.output_tokens += int(usage.get("output_tokens", 0) or 0)
-        self.total_tokens += int(usage.get("total_tokens", 0) or 0)
+        self.input_tokens += _int(usage.get("input_tokens"))
+        self.output_tokens += _int(usage.get("output_tokens"))
+        self.total_tokens += _int(usage.get("total_tokens"))
+        details_in = usage.get("input_token_details")
+        if isinstance(details_in, dict):
+            self.input_text_tokens += _int(details_in.get("text_tokens"))
+            self.input_audio_tokens += _int(details_in.get("audio_tokens"))
+            self.input_cached_tokens += _int(details_in.get("cached_tokens"))
+        details_out = usage.get("output_token_details")
+        if isinstance(details_out, dict):
+            self.output_text_tokens += _int(details_out.get("text_tokens"))
+            self.output_audio_tokens += _int(details_out.get("audio_tokens"))
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
 
 
-@dataclass
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile, or None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))
+    return ordered[int(rank) - 1]
+
+
+@dataclass(eq=False)
 class CallBridge:
     call_sid: str
     stream_sid: str
     config: CallConfig
-    started_at: float
+    started_at: float  # unix seconds
     from_: str = ""
     to: str = ""
+    direction: str = "inbound"
+    clock_offset: float = 0.0  # unix time minus the monotonic `now` the pumps pass in
     state: str = "connecting"
     watched: bool = False  # a console is listening: forward model events
 
-    model_ready: bool = False
+    upstream: Upstream = field(default_factory=Upstream)
+    slot: ResponseSlot = field(default_factory=ResponseSlot)
+    conversation: Conversation = field(default_factory=Conversation)
+    playback: PlaybackTracker = field(default_factory=PlaybackTracker)
+
+    model_ready: bool = False  # the current socket is open and configured
     session_id: str = ""
     expires_at: float = 0.0  # unix seconds, from session.created
     applied_session: dict[str, Any] = field(default_factory=dict)
+    model_at_connect: str = ""
+    handovers: int = 0
 
-    playback: PlaybackTracker = field(default_factory=PlaybackTracker)
     received_ms: dict[str, float] = field(default_factory=dict)  # from the model, per item
-    interrupted_items: set[str] = field(default_factory=set)
-    response_id: str | None = None  # the response in progress
-    response_requested: bool = False  # response.create sent, not yet created
-    want_response: bool = False  # a response.create waits for the current one to end
+    interrupted_items: dict[str, None] = field(default_factory=dict)  # an ordered set
+    audio_item: str | None = None  # the item the running response is speaking
     greeted: bool = False
     turns: int = 0
     usage: Usage = field(default_factory=Usage)
-    transcript: list[Turn] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
 
     pending_tools: dict[str, tuple[str, float]] = field(default_factory=dict)  # id->(name, due)
@@ -113,36 +177,44 @@ class CallBridge:
     hangup_armed: bool = False  # the goodbye response has been generated
     hangup_not_before: str | None = None  # the response that called the tool is not the goodbye
     hangup_due: float = 0.0
+    ending: Hangup | None = None  # the hang-up the core asked for, if any
     ended: bool = False
+    end_reason: EndReason = EndReason.CALLER_HUNG_UP
+    end_detail: str = ""
     user_speaking: bool = False
-    audio_item: str | None = None  # the item the running response is speaking
+    answer_due: float | None = None  # the caller finished a turn; the model's answer is due
 
     _early: deque[tuple[str, float]] = field(default_factory=deque)
     _early_dropped: int = 0
     _frame_times: array[float] = field(default_factory=lambda: array("d", [0.0] * _FRAME_RING))
     _frames_in: int = 0  # frames appended to the current model session
+    _last_loud: int = -1  # index of the caller's last voice-level frame in this turn
     _turn_end_at: float | None = None
     _prefix: str = ""
     _mark_prefix: str = ""
-    model_at_connect: str = ""
     _unknown_mark_logged: bool = False
+    _seq: int = 0
+    _sent: OrderedDict[str, str] = field(default_factory=OrderedDict)  # event_id -> type
+    _initial_update: str = ""  # event_id of the session.update that configures a session
+    _spare_not_before: float = 0.0
 
     def __post_init__(self) -> None:
         sid = self.stream_sid
         self._prefix = '{"event":"media","streamSid":"' + sid + '","media":{"payload":"'
         self._mark_prefix = '{"event":"mark","streamSid":"' + sid + '","mark":{"name":"'
         self._early = deque(maxlen=max(1, self.config.early_audio_ms // 20))
+        self.upstream.give_up_s = self.config.reconnect_give_up_s
 
     # --- info --------------------------------------------------------------------------
 
     @property
     def quiet(self) -> bool:
-        """Nobody is speaking: a safe moment to hand over to a new model session."""
+        """Nobody is speaking and nothing is pending: a safe moment for a new session."""
         return (
-            self.response_id is None
-            and not self.response_requested
+            not self.slot.busy
             and not self.playback.playing
             and not self.user_speaking
+            and self.answer_due is None
             and not self.pending_tools
         )
 
@@ -150,28 +222,35 @@ class CallBridge:
     def model(self) -> str:
         return str(self.config.session.get("model", "gpt-realtime"))
 
+    @property
+    def response_id(self) -> str | None:
+        """The response the model is producing now, if any."""
+        return self.slot.response_id if self.slot.state == "active" else None
+
     def info(self) -> dict[str, Any]:
         return {
             "call_sid": self.call_sid,
             "stream_sid": self.stream_sid,
             "from": self.from_,
             "to": self.to,
+            "direction": self.direction,
             "started_at": self.started_at,
             "state": self.state,
             "model": self.model,
         }
 
-    def summary(self, now_wall: float, reason: str) -> dict[str, Any]:
+    def summary(self, now_wall: float) -> dict[str, Any]:
         return {
             "duration_s": round(max(0.0, now_wall - self.started_at), 3),
             "turns": self.turns,
-            "usage": {
-                "input_tokens": self.usage.input_tokens,
-                "output_tokens": self.usage.output_tokens,
-                "total_tokens": self.usage.total_tokens,
-            },
-            "reason": reason,
+            "usage": self.usage.as_dict(),
+            "reason": self.end_detail or _REASON_TEXT[self.end_reason],
+            "end_reason": self.end_reason.value,
             "latency_ms": list(self.latencies_ms),
+            "latency_p50_ms": percentile(self.latencies_ms, 50),
+            "latency_p95_ms": percentile(self.latencies_ms, 95),
+            "reconnects": self.upstream.reconnects,
+            "handovers": self.handovers,
         }
 
     def _event(self, kind: str, **fields: Any) -> ToConsole:
@@ -182,6 +261,70 @@ class CallBridge:
             return []
         self.state = state
         return [self._event("call.state", state=state)]
+
+    # --- client events ------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        self._seq += 1
+        return f"relay_{self._seq}"
+
+    def _send(self, event: rt.ClientEvent, event_id: str = "") -> ToModel:
+        """A client event with an id of ours, remembered so an `error` can name it."""
+        event.event_id = event_id = event_id or self._next_id()
+        self._sent[event_id] = type(event).__struct_config__.tag  # type: ignore[assignment]
+        if len(self._sent) > _SENT_KEPT:
+            self._sent.popitem(last=False)
+        return ToModel(rt.encode(event))
+
+    def _create_item(self, entry: Entry) -> ToModel:
+        entry.session = self.upstream.gen
+        return self._send(rt.ConversationItemCreate(item=Conversation.item_for(entry)))
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self, *, prewarmed: bool) -> list[Action]:
+        """The Twilio stream is accepted: open the model session (or take the pre-warmed one)."""
+        return [self.upstream.start(self.model, prewarmed)]
+
+    def end(self, reason: EndReason, detail: str = "") -> list[Action]:
+        """The Twilio side is gone. The reason of a hang-up the core asked for wins."""
+        if self.ended:
+            return []
+        self.ended = True
+        if self.ending is not None:
+            reason, detail = self.ending.reason, self.ending.detail
+        self.end_reason, self.end_detail = reason, detail
+        self.state = "ended"
+        self.slot.clear()
+        return [self._event("call.state", state="ended")]
+
+    def _hang_up(self, action: Hangup) -> list[Action]:
+        if self.ended or self.ending is not None:
+            return []
+        self.ending = action
+        self.hangup_after = None
+        return [action]
+
+    def _give_up(self, detail: str) -> list[Action]:
+        """The model cannot be had: the caller hears the apology and the call ends."""
+        log.error("call %s: %s; ending the call", self.call_sid, detail)
+        return [
+            self._event("error", source="model", code="model_unavailable", message=detail),
+            *self._hang_up(Hangup(EndReason.MODEL_UNAVAILABLE, detail, apology=True)),
+        ]
+
+    def on_task_failed(self, detail: str) -> list[Action]:
+        """A task of this call died: never leave the caller in silence."""
+        return [
+            self._event("error", source="relay", code="internal_error", message=detail),
+            *self._hang_up(Hangup(EndReason.ERROR, detail, apology=True)),
+        ]
+
+    def shutdown(self) -> list[Action]:
+        """The relay is stopping and the drain time is over."""
+        return self._hang_up(
+            Hangup(EndReason.RELAY_SHUTDOWN, "the relay is restarting", apology=True)
+        )
 
     # --- Twilio side -------------------------------------------------------------------
 
@@ -194,8 +337,13 @@ class CallBridge:
                 self._early_dropped += 1
             self._early.append((payload, now))
             return None
-        self._frame_times[self._frames_in % _FRAME_RING] = now
-        self._frames_in += 1
+        index = self._frames_in
+        self._frame_times[index % _FRAME_RING] = now
+        self._frames_in = index + 1
+        if self.user_speaking and is_loud_b64(payload):
+            self._last_loud = index
+        # Appends carry no event_id: the hot path stays lean, and a refused frame has no
+        # remedy the relay could apply.
         return b'{"type":"input_audio_buffer.append","audio":"' + payload.encode() + b'"}'
 
     def on_twilio(self, msg: tw.TwilioInbound, now: float) -> list[Action]:
@@ -207,9 +355,9 @@ class CallBridge:
         if isinstance(msg, tw.Mark):
             return self.on_mark(msg.mark.name, now)
         if isinstance(msg, tw.Dtmf):
-            return self.on_dtmf(msg.dtmf.digit)
+            return self.on_dtmf(msg.dtmf.digit, now)
         if isinstance(msg, tw.Stop):
-            return self.end("caller hung up")
+            return self.end(EndReason.CALLER_HUNG_UP, "the caller hung up")
         return []  # connected / a repeated start: nothing to do
 
     def on_mark(self, name: str, now: float) -> list[Action]:
@@ -224,48 +372,50 @@ class CallBridge:
         if self.watched:
             actions.append(self._event("mark.played", item_id=mark.item_id, played_ms=mark.end_ms))
         actions += self._maybe_hang_up(now)
+        actions += self._maybe_handover(now)
         return actions
 
-    def on_dtmf(self, digit: str) -> list[Action]:
+    def on_dtmf(self, digit: str, now: float) -> list[Action]:
+        """A keypress becomes a user message and gets an answer, even mid-reconnect."""
         text = self.config.dtmf_format.replace("{digit}", digit)
-        item = rt.Item(
-            type="message", role="user", content=[rt.ContentPart(type="input_text", text=text)]
+        entry = self.conversation.add_local(
+            Entry(self.conversation.new_id("dtmf"), "message", role="user", text=text)
         )
         actions: list[Action] = [self._event("dtmf", digit=digit)]
         if self.model_ready:
-            actions.append(ToModel(rt.encode(rt.ConversationItemCreate(item=item))))
-            actions += self._request_response()
-        self.transcript.append(Turn("user", "", f"[DTMF {digit}]"))
+            actions.append(self._create_item(entry))
+        actions += self._want_response(Request("dtmf"), now)
         return actions
 
-    def end(self, reason: str) -> list[Action]:
-        if self.ended:
-            return []
-        self.ended = True
-        self.state = "ended"
-        return [self._event("call.state", state="ended")]
+    # --- the model socket ---------------------------------------------------------------
 
-    # --- model side --------------------------------------------------------------------
+    def on_model_open(self, gen: int, now: float, *, configured: bool = False) -> list[Action]:
+        """Socket `gen` is open. `configured`: a pre-warmed session got its session.update."""
+        which = self.upstream.opened(gen)
+        if which == "stale" or self.ended:
+            return [CloseModel(gen)]
+        if which == "spare":
+            return self._maybe_handover(now)
+        return self._session_opened(now, configured=configured)
 
-    def on_model_open(
-        self, now: float, *, reseed: bool = False, configured: bool = False
-    ) -> list[Action]:
-        """The model socket is open: configure it first, then flush early audio.
-
-        `configured`: a pre-warmed session already got its session.update.
-        """
-        if self.ended:
-            return []
+    def _session_opened(self, now: float, *, configured: bool) -> list[Action]:
+        """Configure the current session, re-seed it, flush early audio, answer what waits."""
+        reseed = bool(self.model_at_connect)  # not the call's first session
         self.model_ready = True
         self.model_at_connect = self.model
         self._frames_in = 0
-        self.response_id = None
-        self.response_requested = False
+        self._last_loud = -1
+        self.user_speaking = False  # the new session's turn detection starts afresh
+        self.answer_due = None
         actions: list[Action] = []
-        if not configured:
-            actions.append(ToModel(rt.encode(rt.SessionUpdate(session=self.config.session))))
-        if reseed:
-            actions += self._reseed()
+        if configured:
+            self._initial_update = PREWARM_EVENT_ID
+        else:
+            self._initial_update = self._next_id()
+            update = rt.SessionUpdate(session=self.config.session)
+            actions.append(self._send(update, self._initial_update))
+        for entry in self.conversation.unsent(self.upstream.gen, reseed):
+            actions.append(self._create_item(entry))
         if self._early_dropped:
             actions.append(
                 self._event(
@@ -286,27 +436,82 @@ class CallBridge:
                 ToModel(b'{"type":"input_audio_buffer.append","audio":"' + payload.encode() + b'"}')
             )
         actions += self.set_state("active")
+        actions += self._pump_response(now)
         return actions
 
-    def on_model_closed(self) -> list[Action]:
-        self.model_ready = False
+    def on_connect_failed(self, gen: int, now: float, *, final: bool, detail: str) -> list[Action]:
+        """Socket `gen` could not be opened (`final`: the model refused for good)."""
         if self.ended:
             return []
-        return self.set_state("reconnecting")
+        if self.upstream.spare_failed(gen):
+            log.warning("call %s: could not open a fresh session: %s", self.call_sid, detail)
+            self._spare_not_before = now + _SPARE_RETRY_S
+            return [self._event("error", source="model", code="switch_failed", message=detail)]
+        decision = self.upstream.connect_failed(gen, self.model, now, final=final, detail=detail)
+        if decision is None:
+            return []
+        actions: list[Action] = [
+            self._event("error", source="model", code="connect_failed", message=detail)
+        ]
+        if isinstance(decision, GiveUp):
+            return actions + self._give_up(decision.detail)
+        return [*actions, decision]
 
-    def _reseed(self) -> list[Action]:
-        """Re-create the conversation so far in a fresh session (text items)."""
-        actions: list[Action] = []
-        for turn in self.transcript[-40:]:
-            if not turn.text:
-                continue
-            if turn.role == "user":
-                content = [rt.ContentPart(type="input_text", text=turn.text)]
-            else:
-                content = [rt.ContentPart(type="output_text", text=turn.text)]
-            item = rt.Item(type="message", role=turn.role, content=content)
-            actions.append(ToModel(rt.encode(rt.ConversationItemCreate(item=item))))
-        return actions
+    def on_model_closed(self, gen: int, code: int | None, now: float) -> list[Action]:
+        """Socket `gen` closed. The current one: reconnect, hand over, or give up."""
+        if self.ended:
+            return []
+        if gen == self.upstream.spare_gen:
+            self.upstream.drop_spare()
+            return []
+        was_open = self.upstream.is_open and gen == self.upstream.gen
+        decision = self.upstream.closed(gen, self.model, code, now)
+        if decision is None:
+            return []  # a socket we handed over from, closing as asked
+        self.model_ready = False
+        if was_open:
+            self.slot.lost(caller_speaking=self.user_speaking)
+        self.audio_item = None
+        actions: list[Action] = [
+            *self.set_state("reconnecting"),
+            self._event("model.reconnecting", code=code, attempt=self.upstream.reconnects),
+        ]
+        log.warning(
+            "call %s: model socket closed (code %s); %s",
+            self.call_sid,
+            code,
+            "giving up" if isinstance(decision, GiveUp) else "reconnecting",
+        )
+        if isinstance(decision, GiveUp):
+            return actions + self._give_up(decision.detail)
+        if isinstance(decision, Handover):
+            return actions + self._handover(decision, now)
+        return [*actions, decision]
+
+    def _maybe_handover(self, now: float) -> list[Action]:
+        up = self.upstream
+        if not up.spare_ready or not self.quiet or self.ended:
+            return []
+        return self._handover(up.handover(), now)
+
+    def _handover(self, action: Handover, now: float) -> list[Action]:
+        reason = self.upstream.spare_reason or "reconnect"
+        self.handovers += 1
+        log.info("call %s: switching model session (%s)", self.call_sid, reason)
+        self.model_ready = False
+        return [
+            action,
+            self._event("model.switched", model=self.model, reason=reason),
+            *self._session_opened(now, configured=False),
+        ]
+
+    def _want_spare(self, reason: str, now: float) -> list[Action]:
+        if now < self._spare_not_before:
+            return []
+        connect = self.upstream.want_spare(self.model, reason)
+        return [connect] if connect is not None else []
+
+    # --- model events -------------------------------------------------------------------
 
     def on_model(self, raw: str | bytes, now: float) -> list[Action]:
         if self.ended:
@@ -320,11 +525,14 @@ class CallBridge:
             return self._on_audio_delta(event, now)
         actions: list[Action] = []
         if self.watched:
+            ts = f"{now + self.clock_offset:.3f}".encode()
             actions.append(
                 ToConsole(
                     b'{"type":"model","call_sid":"'
                     + self.call_sid.encode()
-                    + b'","event":'
+                    + b'","ts":'
+                    + ts
+                    + b',"event":'
                     + (raw.encode() if isinstance(raw, str) else raw)
                     + b"}"
                 )
@@ -332,6 +540,8 @@ class CallBridge:
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             actions += handler(self, event, now)
+        if self.upstream.spare_ready:
+            actions += self._maybe_handover(now)
         return actions
 
     def _on_audio_delta(self, ev: rt.OutputAudioDelta, now: float) -> list[Action]:
@@ -340,17 +550,22 @@ class CallBridge:
             return []  # in flight when the caller barged in: never play it
         self.audio_item = item
         ms = bytes_to_ms(b64_decoded_size(ev.delta))
-        self.received_ms[item] = self.received_ms.get(item, 0.0) + ms
+        received = self.received_ms.get(item)
+        if received is None:
+            received = 0.0
+            _bound(self.received_ms)
+        self.received_ms[item] = received + ms
         mark = self.playback.sent(item, ms, now)
         actions: list[Action] = [
             ToTwilio(self._prefix + ev.delta + '"}}'),
             ToTwilio(self._mark_prefix + mark.name + '"}}'),
         ]
         if self._turn_end_at is not None:
-            latency = (now - self._turn_end_at) * 1000.0
+            latency = round((now - self._turn_end_at) * 1000.0, 1)
             self._turn_end_at = None
-            self.latencies_ms.append(round(latency, 1))
-            actions.append(self._event("turn.latency", item_id=item, latency_ms=round(latency, 1)))
+            if len(self.latencies_ms) < _MAX_LATENCIES:
+                self.latencies_ms.append(latency)
+            actions.append(self._event("turn.latency", item_id=item, latency_ms=latency))
         if self.watched:
             actions.append(
                 self._event(
@@ -369,20 +584,31 @@ class CallBridge:
         self.applied_session = ev.session
         if self.config.greeting and not self.greeted:
             self.greeted = True
-            return self._request_response({"instructions": self.config.greeting})
+            return self._want_response(
+                Request("greeting", {"instructions": self.config.greeting}), now
+            )
+        return []
+
+    def _on_item_added(self, ev: rt.ConversationItemAdded, now: float) -> list[Action]:
+        self.conversation.added(ev.item, ev.previous_item_id, self.upstream.gen)
+        return []
+
+    def _on_item_done(self, ev: rt.ConversationItemDone, now: float) -> list[Action]:
+        if ev.item.id not in self.conversation.by_id:
+            self.conversation.added(ev.item, ev.previous_item_id, self.upstream.gen)
+        self.conversation.done(ev.item)
         return []
 
     def _on_response_created(self, ev: rt.ResponseCreated, now: float) -> list[Action]:
-        self.response_id = ev.response.id
-        self.response_requested = False
+        self.slot.created(ev.response.id)
+        self.answer_due = None
         return []
 
     def _on_response_done(self, ev: rt.ResponseDone, now: float) -> list[Action]:
         resp = ev.response
-        if self.response_id == resp.id or self.response_id is None:
-            self.response_id = None
+        self.slot.done(resp.id)
+        if self.audio_item is not None and self.slot.state == "idle":
             self.audio_item = None
-        self.response_requested = False
         usage = resp.usage if isinstance(resp.usage, dict) else None
         self.usage.add(usage)
         actions: list[Action] = []
@@ -392,6 +618,8 @@ class CallBridge:
             err = _status_error(resp)
             log.warning("call %s: response failed: %s", self.call_sid, err)
             actions.append(self._event("error", source="model", **err))
+            if err["code"] in FINAL_ERRORS:
+                return actions + self._give_up(FINAL_ERRORS[err["code"]])
         goodbye = resp.id != self.hangup_not_before
         if (
             self.hangup_after is not None
@@ -403,30 +631,57 @@ class CallBridge:
             self.hangup_armed = True
             self.hangup_due = now + self.config.hangup_fallback_s
         actions += self._maybe_hang_up(now)
-        if self.want_response and not self.ended:
-            self.want_response = False
-            actions += self._request_response()
+        actions += self._pump_response(now)
         return actions
 
     def _on_transcript_done(self, ev: rt.OutputAudioTranscriptDone, now: float) -> list[Action]:
-        self.transcript.append(Turn("assistant", ev.item_id, ev.transcript))
+        self._ensure_entry(ev.item_id, "assistant")
+        self.conversation.set_text(ev.item_id, ev.transcript)
         return []
 
     def _on_user_transcript(self, ev: rt.InputTranscriptionCompleted, now: float) -> list[Action]:
-        self.transcript.append(Turn("user", ev.item_id, ev.transcript))
+        self._ensure_entry(ev.item_id, "user")
+        self.conversation.set_text(ev.item_id, ev.transcript)
         return []
+
+    def _ensure_entry(self, item_id: str, role: str) -> None:
+        """An item whose `conversation.item.added` we never saw: keep it at the end."""
+        if item_id and item_id not in self.conversation.by_id:
+            item = rt.Item(type="message", id=item_id, role=role)
+            self.conversation.added(item, None, self.upstream.gen)
 
     def _on_speech_stopped(self, ev: rt.SpeechStopped, now: float) -> list[Action]:
         self.user_speaking = False
-        frame = ev.audio_end_ms // 20
-        if 0 <= frame < self._frames_in and self._frames_in - frame < _FRAME_RING:
-            self._turn_end_at = self._frame_times[frame % _FRAME_RING]
-        else:
-            self._turn_end_at = now
+        self._turn_end_at = self._speech_end_time(ev.audio_end_ms, now)
+        td = sess.turn_detection_of(self.config.session)
+        if td is not None and td.get("create_response") is not False:
+            # The model is about to answer from audio only this session holds: not a
+            # moment to hand over to a fresh one.
+            self.answer_due = now + _ANSWER_WAIT_S
         return []
+
+    def _speech_end_time(self, audio_end_ms: int, now: float) -> float:
+        """When the caller stopped speaking, as the relay received it.
+
+        `audio_end_ms` includes the silence turn detection waited for, so the last
+        voice-level frame before it is the end of speech; without one, server VAD's
+        configured silence is taken off instead."""
+        end = audio_end_ms // 20
+        frames = self._frames_in
+        loud = self._last_loud
+        self._last_loud = -1
+        if 0 <= loud <= end and frames - loud < _FRAME_RING:
+            return self._frame_times[loud % _FRAME_RING]
+        td = sess.turn_detection_of(self.config.session) or {}
+        silence = td.get("silence_duration_ms", 500) if td.get("type") == "server_vad" else 0
+        frame = end - (silence // 20 if isinstance(silence, int) else 0)
+        if 0 <= frame < frames and frames - frame < _FRAME_RING:
+            return self._frame_times[frame % _FRAME_RING]
+        return now
 
     def _on_speech_started(self, ev: rt.SpeechStarted, now: float) -> list[Action]:
         self.user_speaking = True
+        self._last_loud = -1
         td = sess.turn_detection_of(self.config.session)
         if td is not None and td.get("interrupt_response") is False:
             return []  # the operator asked for no interruptions
@@ -439,16 +694,16 @@ class CallBridge:
         if position is None:
             return []  # the answer had finished playing: no clear, no truncate
         item_id, heard_ms = position
-        audio_end_ms = int(min(heard_ms, self.received_ms.get(item_id, heard_ms)))
+        received = self.received_ms.get(item_id, heard_ms)
+        audio_end_ms = int(min(heard_ms, received))
         self.playback.clear()
-        self.interrupted_items.add(item_id)
+        self.interrupted_items[item_id] = None
+        _bound(self.interrupted_items)
         actions: list[Action] = [
             ToTwilio(tw.encode(tw.Clear(streamSid=self.stream_sid)).decode()),
-            ToModel(
-                rt.encode(
-                    rt.ConversationItemTruncate(
-                        item_id=item_id, content_index=0, audio_end_ms=audio_end_ms
-                    )
+            self._send(
+                rt.ConversationItemTruncate(
+                    item_id=item_id, content_index=0, audio_end_ms=audio_end_ms
                 )
             ),
         ]
@@ -458,9 +713,9 @@ class CallBridge:
         server_cancels = td is not None
         cancelled = False
         if self.response_id is not None and not server_cancels:
-            actions.append(ToModel(rt.encode(rt.ResponseCancel())))
+            actions.append(self._send(rt.ResponseCancel()))
             cancelled = True
-        self._mark_interrupted(item_id, audio_end_ms)
+        self.conversation.interrupted(item_id, audio_end_ms, received)
         sent = self.playback.items[item_id].sent_ms if item_id in self.playback.items else 0.0
         actions.append(
             self._event(
@@ -474,17 +729,11 @@ class CallBridge:
         )
         return actions
 
-    def _mark_interrupted(self, item_id: str, heard_ms: int) -> None:
-        received = self.received_ms.get(item_id, 0.0)
-        for turn in reversed(self.transcript):
-            if turn.item_id == item_id and turn.text:
-                # Keep roughly what was heard, so a re-seeded session knows what was said.
-                if received > 0:
-                    keep = max(0, int(len(turn.text) * heard_ms / received))
-                    turn.text = turn.text[:keep] + "..."
-                break
-
     def _on_function_call(self, ev: rt.FunctionCallArgumentsDone, now: float) -> list[Action]:
+        if ev.item_id not in self.conversation.by_id:
+            item = rt.Item(type="function_call", id=ev.item_id)
+            self.conversation.added(item, None, self.upstream.gen)
+        self.conversation.set_call(ev.item_id, ev.call_id, ev.name, ev.arguments)
         if ev.name in self.config.backend_tools:
             self.pending_tools[ev.call_id] = (ev.name, float("inf"))
             return [
@@ -508,42 +757,100 @@ class CallBridge:
     def _on_error(self, ev: rt.Error, now: float) -> list[Action]:
         err = ev.error
         code = err.code if isinstance(err.code, str) else ""
+        event_id = err.event_id if isinstance(err.event_id, str) else ""
+        refused = self._sent.pop(event_id, "") if event_id else ""
         if code == "response_cancel_not_active":
             return []  # a benign race: the response ended as we cancelled it
-        log.warning("call %s: model error %s: %s", self.call_sid, code or err.type, err.message)
+        log.warning(
+            "call %s: model error %s%s: %s",
+            self.call_sid,
+            code or err.type,
+            f" (for {refused})" if refused else "",
+            err.message,
+        )
         actions: list[Action] = [
-            self._event("error", source="model", code=code or err.type, message=err.message)
+            self._event(
+                "error",
+                source="model",
+                code=code or err.type,
+                message=err.message,
+                refused=refused or None,
+            )
         ]
-        if code == "conversation_already_has_active_response":
-            self.want_response = True
-            self.response_requested = False
+        if code in FINAL_ERRORS:
+            return actions + self._give_up(FINAL_ERRORS[code])
+        if event_id and event_id in (self._initial_update, PREWARM_EVENT_ID):
+            # The session would run on the API's defaults (wrong audio format, no tools):
+            # the caller would hear noise. Nothing the call can do: fix the config.
+            detail = f"the model refused the session settings ({err.message}); fix them"
+            return actions + self._give_up(detail)
+        busy = code == "conversation_already_has_active_response"
+        if refused == "response.create" or (busy and not event_id):
+            dropped = self.slot.refused(
+                event_id or self.slot.event_id,
+                transient=err.type == "server_error",
+                busy=busy,
+            )
+            if dropped is not None:
+                actions.append(
+                    self._event(
+                        "error",
+                        source="relay",
+                        code="response_dropped",
+                        message=f"the model refused a response ({dropped.source}): {err.message}",
+                    )
+                )
+            actions += self._pump_response(now)
         if err.type == "server_error":
             # The session may be unhealthy: move to a fresh one at the next quiet moment.
-            actions.append(SwitchModel(self.model, "model server error"))
+            actions += self._want_spare("model server error", now)
         return actions
 
     # --- responses and tools -----------------------------------------------------------
 
-    def _request_response(self, response: dict[str, Any] | None = None) -> list[Action]:
-        if not self.model_ready:
-            self.want_response = True
+    def _want_response(self, request: Request, now: float) -> list[Action]:
+        if not self.slot.want(request):
+            log.warning("call %s: too many responses waiting; one dropped", self.call_sid)
+            return [
+                self._event(
+                    "error",
+                    source="relay",
+                    code="response_dropped",
+                    message="too many responses were waiting; this one was dropped",
+                )
+            ]
+        return self._pump_response(now)
+
+    def _pump_response(self, now: float) -> list[Action]:
+        """Ask for the next waiting response if the model can take one now."""
+        if not self.model_ready or self.ended or self.slot.state != "idle":
             return []
-        if self.response_id is not None or self.response_requested:
-            self.want_response = True
+        event_id = self._next_id()
+        request = self.slot.next(event_id, now)
+        if request is None:
             return []
-        self.response_requested = True
-        event = rt.ResponseCreate(response=response) if response else rt.ResponseCreate()
-        return [ToModel(rt.encode(event))]
+        event = rt.ResponseCreate(response=request.options) if request.options else None
+        return [self._send(event or rt.ResponseCreate(), event_id)]
 
     def on_tool_result(
         self, call_id: str, output: str, *, ok: bool, source: str, duration_ms: float, now: float
     ) -> list[Action]:
-        """A tool finished (backend handler, console answer, or timeout)."""
+        """A tool finished (backend handler, console answer, or timeout).
+
+        The output is kept in the conversation even while no model is connected: the next
+        session gets it after the re-seed, and the caller hears the answer."""
         entry = self.pending_tools.pop(call_id, None)
         if entry is None or self.ended:
             return []  # already answered (e.g. a console answer after the timeout)
         name = entry[0]
-        item = rt.Item(type="function_call_output", call_id=call_id, output=output)
+        out = self.conversation.add_local(
+            Entry(
+                self.conversation.new_id("out"),
+                "function_call_output",
+                call_id=call_id,
+                output=output,
+            )
+        )
         actions: list[Action] = [
             self._event(
                 "tool.finished",
@@ -556,8 +863,8 @@ class CallBridge:
             )
         ]
         if self.model_ready:
-            actions.append(ToModel(rt.encode(rt.ConversationItemCreate(item=item))))
-            actions += self._request_response()
+            actions.append(self._create_item(out))
+        actions += self._want_response(Request("tool"), now)
         return actions
 
     def request_hangup(self, action: Hangup, now: float) -> None:
@@ -571,14 +878,15 @@ class CallBridge:
             return []
         heard_all = self.hangup_armed and not self.playback.playing and self.response_id is None
         if heard_all or now >= self.hangup_due:
-            action, self.hangup_after = self.hangup_after, None
-            return [action]
+            return self._hang_up(self.hangup_after)
         return []
 
     def next_deadline(self) -> float | None:
         dues = [due for _, due in self.pending_tools.values() if due != float("inf")]
         if self.hangup_after is not None:
             dues.append(self.hangup_due)
+        if (slot_due := self.slot.deadline()) is not None:
+            dues.append(slot_due)
         return min(dues) if dues else None
 
     def on_timer(self, now: float) -> list[Action]:
@@ -593,25 +901,40 @@ class CallBridge:
                 actions += self.on_tool_result(
                     call_id, output, ok=False, source="timeout", duration_ms=0.0, now=now
                 )
+        if self.answer_due is not None and now >= self.answer_due:
+            self.answer_due = None  # no answer came (or it was never going to)
+        lost = self.slot.timed_out(now)
+        if lost is not None:
+            actions.append(
+                self._event(
+                    "error",
+                    source="model",
+                    code="response_timeout",
+                    message=f"the model never started a response ({lost.source})",
+                )
+            )
+        actions += self._pump_response(now)
         actions += self._maybe_hang_up(now)
+        rollover_at = self.expires_at - self.config.rollover_margin_s
+        if self.expires_at and self.upstream.is_open and now + self.clock_offset > rollover_at:
+            actions += self._want_spare("session rollover", now)
+        actions += self._maybe_handover(now)
         return actions
 
     # --- console -----------------------------------------------------------------------
 
     def on_console(self, cmd: ConsoleCommand, now: float) -> list[Action]:
         """A validated console command for this call. Raises ValueError to refuse it."""
-        if self.ended:
+        if self.ended or self.ending is not None:
             raise ValueError("the call has ended")
         if isinstance(cmd, SessionUpdateCommand):
             update = sess.check_update(cmd.session)
             new_model = update.get("model")
             self.config.session = sess.merge(self.config.session, update)
             if new_model and new_model != self.model_at_connect:
-                return [SwitchModel(str(new_model), "model changed from the console")]
+                return self._want_spare("model changed from the console", now)
             update.pop("model", None)
-            return (
-                [ToModel(rt.encode(rt.SessionUpdate(session=update)))] if self.model_ready else []
-            )
+            return [self._send(rt.SessionUpdate(session=update))] if self.model_ready else []
         if isinstance(cmd, ItemCreateCommand):
             try:
                 item = msgspec.convert(cmd.item, rt.Item)
@@ -619,8 +942,10 @@ class CallBridge:
                 raise ValueError(f"item: {exc}") from None
             return self._to_model_or_refuse(rt.ConversationItemCreate(item=item))
         if isinstance(cmd, ResponseCreateCommand):
-            resp = cmd.response if isinstance(cmd.response, dict) else None
-            return self._request_response(resp)
+            options = cmd.response if isinstance(cmd.response, dict) and cmd.response else None
+            if not self.slot.want(Request("console", options)):
+                raise ValueError("too many responses are waiting; try again in a moment")
+            return self._pump_response(now)
         if isinstance(cmd, ResponseCancelCommand):
             if self.response_id is None:
                 raise ValueError("no response in progress")
@@ -634,7 +959,7 @@ class CallBridge:
                 cmd.call_id, cmd.output, ok=True, source="console", duration_ms=0.0, now=now
             )
         if isinstance(cmd, EndCallCommand):
-            return [Hangup("ended from the console")]
+            return self._hang_up(Hangup(EndReason.CONSOLE_ENDED, "ended from the console"))
         if isinstance(cmd, (SimCallCommand, PingCommand)):
             raise ValueError(f"{type(cmd).__name__} is not a call command")
         raise ValueError("unsupported command")
@@ -642,7 +967,24 @@ class CallBridge:
     def _to_model_or_refuse(self, event: rt.ClientEvent) -> list[Action]:
         if not self.model_ready:
             raise ValueError("the model is not connected right now; try again in a moment")
-        return [ToModel(rt.encode(event))]
+        return [self._send(event)]
+
+
+_REASON_TEXT: dict[EndReason, str] = {
+    EndReason.CALLER_HUNG_UP: "the caller hung up",
+    EndReason.AGENT_ENDED: "the agent ended the call",
+    EndReason.TRANSFERRED: "transferred",
+    EndReason.CONSOLE_ENDED: "ended from the console",
+    EndReason.MODEL_UNAVAILABLE: "the model was unavailable",
+    EndReason.RELAY_SHUTDOWN: "the relay shut down",
+    EndReason.ERROR: "an internal error",
+}
+
+
+def _bound(books: dict[str, Any]) -> None:
+    """Keep per-item books to the newest items (dicts keep insertion order)."""
+    while len(books) >= _MAX_ITEMS:
+        del books[next(iter(books))]
 
 
 def _status_error(resp: rt.Response) -> dict[str, str]:
@@ -656,6 +998,9 @@ def _status_error(resp: rt.Response) -> dict[str, str]:
 _HANDLERS: dict[type, Any] = {
     rt.SessionCreated: CallBridge._on_session_created,
     rt.SessionUpdated: CallBridge._on_session_updated,
+    rt.ConversationItemAdded: CallBridge._on_item_added,
+    rt.ConversationItemCreated: CallBridge._on_item_added,
+    rt.ConversationItemDone: CallBridge._on_item_done,
     rt.ResponseCreated: CallBridge._on_response_created,
     rt.ResponseDone: CallBridge._on_response_done,
     rt.OutputAudioTranscriptDone: CallBridge._on_transcript_done,

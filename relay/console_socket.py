@@ -82,6 +82,7 @@ async def console_endpoint(ws: WebSocket) -> None:
             "default_session": ctx.default_session,
             "greeting": ctx.greeting,
             "tools": ctx.tools.schemas(),
+            "model": ctx.model_status,
         },
     )
     sender = asyncio.create_task(_pump_out(ws, client.queue))

@@ -12,7 +12,7 @@ import aiohttp
 from shared import session as sess
 
 from .hub import Hub
-from .model_link import ModelConnector, PrewarmPool
+from .model_link import ModelConnectError, ModelConnector, PrewarmPool
 from .security import SignatureChecker, StreamTokens
 from .settings import Settings
 from .tools.registry import ToolRegistry
@@ -37,6 +37,11 @@ class RelayContext:
     draining: bool = False
     sim_tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     public_base: str = ""  # where simulated calls reach this relay
+    # What the last model connection said: "unknown" | "ok" | "refused" (+ what to fix).
+    # Shown on /health and the console checklist, so a refused key is seen before a call.
+    model_status: dict[str, str] = field(
+        default_factory=lambda: {"status": "unknown", "detail": ""}
+    )
 
     def __post_init__(self) -> None:
         self.signatures = SignatureChecker(self.settings.twilio_auth_token)
@@ -49,6 +54,19 @@ class RelayContext:
             tools += [t for t in self.tools.schemas() if t["name"] not in names]
             session["tools"] = tools
             self.default_session = session
+
+    def model_ok(self) -> None:
+        self._set_model_status("ok", "")
+
+    def model_refused(self, exc: ModelConnectError) -> None:
+        if exc.final:
+            self._set_model_status("refused", str(exc))
+
+    def _set_model_status(self, status: str, detail: str) -> None:
+        if self.model_status["status"] == status and self.model_status["detail"] == detail:
+            return
+        self.model_status = {"status": status, "detail": detail}
+        self.hub.publish({"type": "model.status", **self.model_status})
 
     def call_session(self) -> dict[str, Any]:
         """The session for a new call: defaults <- env <- console default."""

@@ -15,6 +15,7 @@ import msgspec
 from shared import twilio as tw
 
 from . import logs, metrics
+from .actions import EndReason
 from .call import CallBridge, CallConfig
 from .runner import CallRunner
 from .security import public_ws_url
@@ -79,7 +80,7 @@ class MediaStreamEndpoint:
                 sid = runner.bridge.call_sid if runner is not None else "-"
                 log.warning("/call (call %s): %s ignored (logged once per stream)", sid, detail)
 
-        reason = "Twilio closed the stream"
+        reason, detail = EndReason.ERROR, "the Twilio stream closed without a stop"
         decode = tw.decode_inbound
         media_payload = tw.media_payload
         monotonic = time.monotonic
@@ -150,11 +151,11 @@ class MediaStreamEndpoint:
                 if actions:
                     await runner.execute(actions)
                 if isinstance(msg, tw.Stop):
-                    reason = "caller hung up"
+                    reason, detail = EndReason.CALLER_HUNG_UP, "the caller hung up"
                     break
         finally:
             if runner is not None:
-                await runner.finish(reason)
+                await runner.finish(reason, detail)
         await close(1000, "call ended")  # otherwise Hypercorn closes with 1011
 
     async def _start(
@@ -186,8 +187,11 @@ class MediaStreamEndpoint:
                 dtmf_format=settings.dtmf_format,
                 early_audio_ms=settings.early_audio_ms,
                 console_tool_timeout_s=settings.console_tool_timeout_s,
+                reconnect_give_up_s=settings.reconnect_give_up_s,
+                rollover_margin_s=settings.rollover_margin_s,
             ),
             started_at=time.time(),
+            clock_offset=time.time() - time.monotonic(),
             from_=params.get("from", ""),
             to=params.get("to", ""),
         )
@@ -200,5 +204,5 @@ class MediaStreamEndpoint:
             {"type": "call.started", "call_sid": bridge.call_sid, "call": bridge.info()}
         )
         log.info("call %s started (from %s)", bridge.call_sid, bridge.from_ or "unknown")
-        runner.start(info.callSid if settings.prewarm else None)
+        await runner.start(info.callSid if settings.prewarm else None)
         return runner

@@ -10,7 +10,9 @@ below, so observing a frame is one method call with no label lookup:
 Names as scraped (counters gain `_total`, histograms `_bucket`/`_sum`/`_count`):
 
     relay_live_calls                      gauge
-    relay_calls_total{outcome}            counter
+    relay_calls_ended_total{reason}       counter (relay.actions.EndReason)
+    relay_calls_refused_total{reason}     counter (busy, forged, bad_token)
+    relay_prewarm_total{outcome}          counter
     relay_model_reconnects_total          counter
     relay_barge_ins_total                 counter
     relay_tool_calls_total{name,outcome}  counter
@@ -36,6 +38,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from .actions import EndReason
+
 # No `*_created` series: they double the scrape for nothing an operator reads.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -52,7 +56,16 @@ HOP_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
 MAX_TOOL_NAMES: Final = 64
 
 live_calls = Gauge("relay_live_calls", "Calls in progress.", registry=REGISTRY)
-calls = Counter("relay_calls", "Calls ended, by outcome.", ["outcome"], registry=REGISTRY)
+calls_ended = Counter(
+    "relay_calls_ended", "Calls ended, by end reason.", ["reason"], registry=REGISTRY
+)
+calls_refused = Counter(
+    "relay_calls_refused",
+    "Calls refused before they started: busy (full or draining), forged (bad Twilio "
+    "signature), bad_token (no valid stream token).",
+    ["reason"],
+    registry=REGISTRY,
+)
 model_reconnects = Counter(
     "relay_model_reconnects", "Reconnections of a call's model socket.", registry=REGISTRY
 )
@@ -79,6 +92,14 @@ hop_latency = Histogram(
     buckets=HOP_BUCKETS,
     registry=REGISTRY,
 )
+prewarms = Counter(
+    "relay_prewarm",
+    "Model sessions pre-warmed on the webhook, by outcome: hit (used by its call), miss (the "
+    "call had none), stale (config changed), failed, expired (never picked up), capped "
+    "(RELAY_PREWARM_MAX reached).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 console_clients = Gauge("relay_console_clients", "Consoles connected to /logs.", registry=REGISTRY)
 consoles_dropped = Counter(
     "relay_consoles_dropped", "Consoles dropped for falling behind.", registry=REGISTRY
@@ -96,9 +117,15 @@ CONSOLES_DROPPED: Final = consoles_dropped
 
 # Outcomes the relay reports today, shown at 0 from the start so rate() works from the first
 # scrape; any other short word is counted too.
-KNOWN_OUTCOMES: Final = ("completed", "error", "busy", "forged", "bad_token")
-for _outcome in KNOWN_OUTCOMES:
-    calls.labels(_outcome)
+END_REASONS: Final = tuple(reason.value for reason in EndReason)
+REFUSALS: Final = ("busy", "forged", "bad_token")
+for _reason in END_REASONS:
+    calls_ended.labels(_reason)
+for _reason in REFUSALS:
+    calls_refused.labels(_reason)
+PREWARM_OUTCOMES: Final = ("hit", "miss", "stale", "failed", "expired", "capped")
+for _outcome in PREWARM_OUTCOMES:
+    prewarms.labels(_outcome)
 
 _tool_names: set[str] = set()
 
@@ -108,15 +135,19 @@ def call_started() -> None:
     live_calls.inc()
 
 
-def call_ended(outcome: str) -> None:
-    """A call ended; `outcome` is a short fixed word, e.g. completed, error, rejected."""
+def call_ended(reason: str) -> None:
+    """A call ended; `reason` is its end reason (relay.actions.EndReason)."""
     live_calls.dec()
-    calls.labels(outcome).inc()
+    calls_ended.labels(reason).inc()
 
 
-def call_rejected(outcome: str) -> None:
+def prewarm(outcome: str) -> None:
+    prewarms.labels(outcome).inc()
+
+
+def call_rejected(reason: str) -> None:
     """A call refused before it started (bad signature, at capacity, draining)."""
-    calls.labels(outcome).inc()
+    calls_refused.labels(reason).inc()
 
 
 def tool_call(name: str, outcome: str) -> None:
@@ -135,7 +166,7 @@ def render() -> tuple[bytes, str]:
 
 
 def value(metric: str, /, **labels: str) -> float:
-    """One sample's current value (0.0 when absent), e.g. value("relay_calls_total",
-    outcome="completed"); for tests and status views, not the hot path."""
+    """One sample's current value (0.0 when absent), e.g. value("relay_calls_ended_total",
+    reason="caller_hung_up"); for tests and status views, not the hot path."""
     sample = REGISTRY.get_sample_value(metric, labels)
     return 0.0 if sample is None else float(sample)

@@ -14,11 +14,20 @@ import aiohttp
 from shared import realtime as rt
 from shared.secret import Secret
 
+from . import metrics
+from .upstream import http_is_final, refusal_hint
+
 log = logging.getLogger("relay.model")
 
 
 class ModelConnectError(Exception):
-    """The model refused or could not be reached; the message says why (no secrets)."""
+    """The model refused or could not be reached; the message says why (no secrets).
+
+    `final`: a refusal that asking again cannot fix (a bad key, an unknown model)."""
+
+    def __init__(self, message: str, *, status: int = 0, final: bool = False) -> None:
+        super().__init__(message)
+        self.status, self.final = status, final
 
 
 @dataclass
@@ -42,7 +51,13 @@ class ModelConnector:
                 compress=0,  # base64 audio barely compresses; deflate would cost CPU per frame
             )
         except aiohttp.WSServerHandshakeError as exc:
-            raise ModelConnectError(f"model refused the connection: HTTP {exc.status}") from None
+            status = exc.status
+            if http_is_final(status):
+                message = f"{refusal_hint(status)} (HTTP {status} on the upgrade)"
+                raise ModelConnectError(message, status=status, final=True) from None
+            raise ModelConnectError(
+                f"model refused the connection: HTTP {status}", status=status
+            ) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ModelConnectError(f"cannot reach the model: {type(exc).__name__}") from None
 
@@ -61,24 +76,35 @@ class PrewarmPool:
 
     connector: ModelConnector
     timeout_s: float = 30.0
+    max_in_flight: int = 50  # pre-warmed sessions cost money: bound them (forged /twiml)
     _tasks: dict[str, asyncio.Task[Prewarmed | None]] = field(default_factory=dict)
     _reapers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
 
-    def start(self, call_sid: str, model: str, session: dict[str, Any]) -> None:
+    def start(self, call_sid: str, model: str, session: dict[str, Any]) -> bool:
+        """Open a session for this call in the background; False if over the bound."""
         if call_sid in self._tasks:
-            return
+            return True
+        if len(self._tasks) >= self.max_in_flight:
+            metrics.prewarm("capped")
+            log.warning(
+                "call %s: not pre-warming: %d sessions already waiting (RELAY_PREWARM_MAX)",
+                call_sid,
+                len(self._tasks),
+            )
+            return False
         task = asyncio.get_running_loop().create_task(self._open(model, session))
         self._tasks[call_sid] = task
         self._reapers[call_sid] = asyncio.get_running_loop().call_later(
             self.timeout_s, self._reap, call_sid
         )
+        return True
 
     async def _open(self, model: str, session: dict[str, Any]) -> Prewarmed | None:
         try:
             ws = await self.connector.connect(model)
-            await ws.send_frame(
-                rt.encode(rt.SessionUpdate(session=session)), aiohttp.WSMsgType.TEXT
-            )
+            # Under a known event_id, so the call can tell a refusal of this config.
+            update = rt.SessionUpdate(session=session, event_id=PREWARM_EVENT_ID)
+            await ws.send_frame(rt.encode(update), aiohttp.WSMsgType.TEXT)
             return Prewarmed(ws, model, session, time.monotonic())
         except (ModelConnectError, aiohttp.ClientError, ConnectionError) as exc:
             log.warning("pre-warm failed: %s", exc)
@@ -91,16 +117,20 @@ class PrewarmPool:
         if reaper is not None:
             reaper.cancel()
         if task is None:
+            metrics.prewarm("miss")
             return None
         try:
             warm = await task
         except asyncio.CancelledError:
             return None
         if warm is None:
+            metrics.prewarm("failed")
             return None
         if warm.ws.closed or warm.model != model or warm.session != session:
+            metrics.prewarm("stale")
             await warm.ws.close()
             return None
+        metrics.prewarm("hit")
         return warm
 
     def _reap(self, call_sid: str) -> None:
@@ -110,6 +140,7 @@ class PrewarmPool:
         if task is None:
             return
         log.info("call %s: closing unused pre-warmed model session", call_sid)
+        metrics.prewarm("expired")
         task.add_done_callback(_close_result)
         task.cancel()
 
@@ -121,9 +152,20 @@ class PrewarmPool:
         return len(self._tasks)
 
 
+_closing: set[asyncio.Task[None]] = set()  # references, so closes are not collected mid-way
+
+PREWARM_EVENT_ID = "relay_prewarm"
+
+
 def _close_result(task: asyncio.Task[Prewarmed | None]) -> None:
     if task.cancelled() or task.exception() is not None:
         return
     warm = task.result()
     if warm is not None:
-        asyncio.get_running_loop().create_task(warm.ws.close())
+        close = asyncio.get_running_loop().create_task(_close(warm.ws))
+        _closing.add(close)
+        close.add_done_callback(_closing.discard)
+
+
+async def _close(ws: aiohttp.ClientWebSocketResponse) -> None:
+    await ws.close()

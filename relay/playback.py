@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+MAX_ITEMS = 32
+MAX_FLUSHED = 512
+
 
 @dataclass(slots=True)
 class PendingMark:
@@ -54,6 +57,7 @@ class PlaybackTracker:
         """Record a chunk sent to Twilio; returns the mark to send right after it."""
         audio = self.items.get(item_id)
         if audio is None:
+            self._prune()
             audio = self.items[item_id] = ItemAudio()
         probe = None
         if not self.pending:
@@ -117,3 +121,13 @@ class PlaybackTracker:
 
     def forget(self, item_id: str) -> None:
         self.items.pop(item_id, None)
+
+    def _prune(self) -> None:
+        """Keep an hour-long call's books small: old items are long played out."""
+        if len(self.items) >= MAX_ITEMS:
+            live = {m.item_id for m in self.pending}
+            for item_id in list(self.items)[: len(self.items) - MAX_ITEMS // 2]:
+                if item_id not in live:
+                    del self.items[item_id]
+        if len(self.flushed) > MAX_FLUSHED:
+            self.flushed.clear()  # echoes Twilio never sent (a lost clear): forget them

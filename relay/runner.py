@@ -1,17 +1,18 @@
-"""The pumps for one call: move bytes between sockets and the CallBridge.
+"""The pumps for one call: move bytes between sockets and the CallBridge, and sleep.
 
-The Twilio socket is read by the ASGI handler in `relay/app.py`, which calls into the
-runner; the runner owns the model socket (with reconnects and hand-overs), a timer,
-and tool tasks. All decisions are the bridge's; this file only does I/O.
+The Twilio socket is read by `relay/media_socket.py`, which calls into the runner; the
+runner owns the model sockets, a timer and the tool tasks. Every decision -- when to
+reconnect, give up, hand over, answer or hang up -- is the bridge's; this file only does
+what the actions say. Every task is supervised: if one fails, the caller hears the
+apology and the call ends cleanly, never in silence.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +21,20 @@ import aiohttp
 from shared.console_protocol import ConsoleCommand
 
 from . import metrics
-from .actions import Action, Hangup, RunTool, SwitchModel, ToConsole, ToModel, ToTwilio
+from .actions import (
+    Action,
+    CloseModel,
+    Connect,
+    EndReason,
+    Handover,
+    Hangup,
+    RunTool,
+    ToConsole,
+    ToModel,
+    ToTwilio,
+)
 from .call import CallBridge
-from .model_link import ModelConnectError, Prewarmed
+from .model_link import ModelConnectError
 from .tools import ToolContext, run_tool
 from .twilio_rest import dial_twiml, say_and_hangup_twiml
 
@@ -34,6 +46,14 @@ log = logging.getLogger("relay.runner")
 SendText = Callable[[str], Awaitable[None]]
 CloseTwilio = Callable[[int, str], Awaitable[None]]
 TEXT = aiohttp.WSMsgType.TEXT
+TIMER_TICK_S = 0.5  # deadlines (tool timeouts, hang-up fallback, rollover) are seconds away
+
+# Close codes for the Twilio stream, by why the relay ends it.
+_CLOSE_CODE = {
+    EndReason.MODEL_UNAVAILABLE: 1011,
+    EndReason.ERROR: 1011,
+    EndReason.RELAY_SHUTDOWN: 1001,
+}
 
 
 @dataclass(eq=False)
@@ -42,59 +62,79 @@ class CallRunner:
     bridge: CallBridge
     send_twilio: SendText
     close_twilio: CloseTwilio
-    ws: aiohttp.ClientWebSocketResponse | None = None
-    reconnects: int = 0
+    sockets: dict[int, aiohttp.ClientWebSocketResponse] = field(default_factory=dict)
+    current: int = 0  # generation of the socket model events are read from and sent to
+    _prewarm_sid: str | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    _next_ws: aiohttp.ClientWebSocketResponse | None = None
-    _switching: bool = False
     _finished: bool = False
+    _failing: bool = False
     _twilio_open: bool = True
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def start(self, prewarmed_sid: str | None) -> None:
-        self.spawn(self._model_loop(prewarmed_sid))
-        self.spawn(self._timer_loop())
+    async def start(self, prewarmed_sid: str | None) -> None:
+        self._prewarm_sid = prewarmed_sid
+        self.spawn(self._timer_loop(), "timer")
+        await self.execute(self.bridge.start(prewarmed=prewarmed_sid is not None))
 
-    def spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run a task of this call, kept and supervised."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "call %s: internal task failed", self.bridge.call_sid, exc_info=task.exception()
-            )
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("call %s: task %s failed", self.bridge.call_sid, task.get_name(), exc_info=exc)
+        if self._finished:
+            return
+        detail = f"internal error in the call's {task.get_name()} task ({type(exc).__name__})"
+        if self._failing:  # failing while ending: close the stream, the last resort
+            self.spawn(self._close_twilio(1011, "internal error"), "close")
+            return
+        self._failing = True
+        self.spawn(self._fail(detail), "fail")
 
-    async def finish(self, reason: str) -> None:
+    async def _fail(self, detail: str) -> None:
+        actions = self.bridge.on_task_failed(detail)
+        await self.execute(actions)
+        if not any(isinstance(a, Hangup) for a in actions):
+            await self.close_twilio(1011, "internal error")
+
+    async def _close_twilio(self, code: int, reason: str) -> None:
+        await self.close_twilio(code, reason)
+
+    async def finish(self, reason: EndReason, detail: str) -> None:
         """The Twilio side is gone (stop or close): tear everything down, once."""
         if self._finished:
             return
         self._finished = True
         self._twilio_open = False
-        await self.execute(self.bridge.end(reason))
+        await self.execute(self.bridge.end(reason, detail))
         me = asyncio.current_task()
         for task in list(self._tasks):
             if task is not me:
                 task.cancel()
-        for ws in (self.ws, self._next_ws):
-            if ws is not None and not ws.closed:
+        for ws in list(self.sockets.values()):
+            if not ws.closed:
                 await ws.close()
-        self.ws = self._next_ws = None
-        summary = self.bridge.summary(time.time(), reason)
-        self.ctx.hub.publish(
-            {"type": "call.ended", "call_sid": self.bridge.call_sid, "summary": summary}
-        )
-        self.ctx.hub.remove_call(self.bridge.call_sid)
-        self.ctx.hub.ended.append({**self.bridge.info(), "summary": summary})
-        del self.ctx.hub.ended[:-100]
-        metrics.call_ended("error" if reason.startswith("model") else "completed")
+        self.sockets.clear()
+        bridge = self.bridge
+        summary = bridge.summary(time.time())
+        hub = self.ctx.hub
+        hub.publish({"type": "call.ended", "call_sid": bridge.call_sid, "summary": summary})
+        hub.remove_call(bridge.call_sid)
+        hub.ended.append({**bridge.info(), "summary": summary})
+        del hub.ended[:-100]
+        metrics.call_ended(bridge.end_reason.value)
         log.info(
-            "call %s ended (%s): %.1f s, %d turns",
-            self.bridge.call_sid,
-            reason,
+            "call %s ended (%s: %s): %.1f s, %d turns",
+            bridge.call_sid,
+            bridge.end_reason.value,
+            summary["reason"],
             summary["duration_s"],
             summary["turns"],
         )
@@ -112,11 +152,17 @@ class CallRunner:
                 self.ctx.hub.publish(action.event)  # type: ignore[union-attr]
                 self._observe(action.event)  # type: ignore[union-attr]
             elif kind is RunTool:
-                self.spawn(self._run_tool(action))  # type: ignore[arg-type]
+                self.spawn(self._run_tool(action), "tool")  # type: ignore[arg-type]
             elif kind is Hangup:
-                self.spawn(self._hang_up(action))  # type: ignore[arg-type]
-            elif kind is SwitchModel:
-                self.spawn(self._switch(action))  # type: ignore[arg-type]
+                self.spawn(self._hang_up(action), "hangup")  # type: ignore[arg-type]
+            elif kind is Connect:
+                self.spawn(self._connect(action), "connect")  # type: ignore[arg-type]
+            elif kind is Handover:
+                self._handover(action.gen)  # type: ignore[union-attr]
+            elif kind is CloseModel:
+                ws = self.sockets.pop(action.gen, None)  # type: ignore[union-attr]
+                if ws is not None:
+                    self.spawn(ws.close(), "close")
 
     def _observe(self, event: dict[str, Any] | bytes) -> None:
         if isinstance(event, dict):
@@ -126,6 +172,8 @@ class CallRunner:
                 log.info("call %s: turn latency %.0f ms", self.bridge.call_sid, event["latency_ms"])
             elif kind == "barge_in":
                 metrics.BARGE_INS.inc()
+            elif kind == "model.reconnecting":
+                metrics.MODEL_RECONNECTS.inc()
 
     async def _send_twilio(self, data: str) -> None:
         if not self._twilio_open:
@@ -136,91 +184,74 @@ class CallRunner:
             self._twilio_open = False
 
     async def send_model(self, data: bytes) -> None:
-        ws = self.ws
+        ws = self.sockets.get(self.current)
         if ws is None or ws.closed:
             return
         try:
             await ws.send_frame(data, TEXT)
         except (ConnectionError, aiohttp.ClientError, RuntimeError):
-            pass  # the reader sees the close and reconnects
+            pass  # the reader sees the close and the bridge decides what next
 
     async def on_console(self, cmd: ConsoleCommand) -> None:
         """A console command for this call; raises ValueError to refuse it."""
         await self.execute(self.bridge.on_console(cmd, time.monotonic()))
 
-    # --- the model socket ------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        """The drain time is over: the caller hears the apology and the call ends."""
+        actions = self.bridge.shutdown()
+        await self.execute(actions)
+        if not actions:
+            await self.close_twilio(1001, "relay restarting")
 
-    async def _model_loop(self, prewarmed_sid: str | None) -> None:
-        settings = self.ctx.settings
-        warm: Prewarmed | None = None
-        if prewarmed_sid is not None:
+    # --- the model sockets -----------------------------------------------------------------
+
+    async def _connect(self, action: Connect) -> None:
+        if action.delay_s > 0:
+            await asyncio.sleep(action.delay_s)
+        ws: aiohttp.ClientWebSocketResponse | None = None
+        configured = False
+        if action.prewarmed and self._prewarm_sid is not None:
             warm = await self.ctx.prewarm.take(
-                prewarmed_sid, self.bridge.model, self.bridge.config.session
+                self._prewarm_sid, action.model, self.bridge.config.session
             )
-        attempt = 0
-        failing_since: float | None = None
-        reseed = False
-        while not self.bridge.ended:
-            configured = False
+            self._prewarm_sid = None
+            if warm is not None:
+                ws, configured = warm.ws, True
+        if ws is None:
             try:
-                if self._next_ws is not None:
-                    ws, self._next_ws = self._next_ws, None
-                elif warm is not None:
-                    ws, configured, warm = warm.ws, True, None
-                else:
-                    ws = await self.ctx.connector.connect(self.bridge.model)
+                ws = await self.ctx.connector.connect(action.model)
             except ModelConnectError as exc:
-                now = time.monotonic()
-                failing_since = failing_since or now
-                self.ctx.hub.publish(
-                    {
-                        "type": "error",
-                        "call_sid": self.bridge.call_sid,
-                        "source": "model",
-                        "code": "connect_failed",
-                        "message": str(exc),
-                    }
-                )
                 log.warning("call %s: %s", self.bridge.call_sid, exc)
-                if now - failing_since > settings.reconnect_give_up_s:
-                    await self._give_up()
-                    return
-                await asyncio.sleep(_backoff(attempt))
-                attempt += 1
-                continue
-            self.ws = ws
-            attempt = 0
-            failing_since = None
-            self._switching = False
-            await self.execute(
-                self.bridge.on_model_open(time.monotonic(), reseed=reseed, configured=configured)
-            )
-            code = await self._read_model(ws)
-            if self.ws is ws:
-                self.ws = None
-            await self.execute(self.bridge.on_model_closed())
-            if self.bridge.ended:
+                self.ctx.model_refused(exc)
+                await self.execute(
+                    self.bridge.on_connect_failed(
+                        action.gen, time.monotonic(), final=exc.final, detail=str(exc)
+                    )
+                )
                 return
-            reseed = True
-            if not self._switching:
-                self.reconnects += 1
-                metrics.MODEL_RECONNECTS.inc()
-                log.warning(
-                    "call %s: model socket closed (code %s); reconnecting",
-                    self.bridge.call_sid,
-                    code,
-                )
-                self.ctx.hub.publish(
-                    {
-                        "type": "model.reconnecting",
-                        "call_sid": self.bridge.call_sid,
-                        "code": code,
-                        "attempt": self.reconnects,
-                    }
-                )
-                await asyncio.sleep(_backoff(0))
+        self.ctx.model_ok()
+        if self._finished:
+            await ws.close()
+            return
+        self.sockets[action.gen] = ws
+        actions = self.bridge.on_model_open(action.gen, time.monotonic(), configured=configured)
+        if not action.spare and self.bridge.upstream.gen == action.gen:
+            self._make_current(action.gen)
+        await self.execute(actions)
 
-    async def _read_model(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    def _make_current(self, gen: int) -> None:
+        self.current = gen
+        ws = self.sockets[gen]
+        self.spawn(self._read_model(gen, ws), "model")
+
+    def _handover(self, gen: int) -> None:
+        old = self.sockets.pop(self.current, None)
+        if gen in self.sockets:
+            self._make_current(gen)
+        if old is not None:
+            self.spawn(old.close(), "close")
+
+    async def _read_model(self, gen: int, ws: aiohttp.ClientWebSocketResponse) -> None:
         bridge = self.bridge
         execute = self.execute
         try:
@@ -229,82 +260,38 @@ class CallRunner:
                     actions = bridge.on_model(msg.data, time.monotonic())
                     if actions:
                         await execute(actions)
+                    if self.current != gen:
+                        break  # handed over: the rest of this socket is not the call's
                 elif msg.type is aiohttp.WSMsgType.ERROR:
                     break
         except (ConnectionError, aiohttp.ClientError) as exc:
             log.warning("call %s: model socket error: %s", bridge.call_sid, type(exc).__name__)
-        return ws.close_code
+        if self.sockets.get(gen) is ws:
+            del self.sockets[gen]
+        if not self._finished:
+            await execute(bridge.on_model_closed(gen, ws.close_code, time.monotonic()))
 
-    async def _switch(self, action: SwitchModel) -> None:
-        """Open a fresh session (new model or rollover), then hand over between turns."""
-        if self._switching:
-            return
-        self._switching = True
-        try:
-            new_ws = await self.ctx.connector.connect(action.model)
-        except ModelConnectError as exc:
-            self._switching = False
-            self.ctx.hub.publish(
-                {
-                    "type": "error",
-                    "call_sid": self.bridge.call_sid,
-                    "source": "model",
-                    "code": "switch_failed",
-                    "message": str(exc),
-                }
-            )
-            return
-        while not self.bridge.quiet and not self.bridge.ended:  # noqa: ASYNC110 -- quiet is a state
-            await asyncio.sleep(0.05)
-        if self.bridge.ended:
-            await new_ws.close()
-            return
-        log.info("call %s: switching model session (%s)", self.bridge.call_sid, action.reason)
-        self.ctx.hub.publish(
-            {
-                "type": "model.switched",
-                "call_sid": self.bridge.call_sid,
-                "model": action.model,
-                "reason": action.reason,
-            }
-        )
-        self._next_ws = new_ws
-        old = self.ws
-        if old is not None:
-            await old.close()
-
-    async def _give_up(self) -> None:
-        settings = self.ctx.settings
-        log.error("call %s: model unreachable; ending the call", self.bridge.call_sid)
-        if self.ctx.twilio is not None:
-            await self.ctx.twilio.redirect(
-                self.bridge.call_sid, say_and_hangup_twiml(settings.apology)
-            )
-        await self.close_twilio(1011, "model unavailable")
-
-    # --- timers and tools ------------------------------------------------------------------
+    # --- timers, tools and hanging up ------------------------------------------------------
 
     async def _timer_loop(self) -> None:
-        margin = self.ctx.settings.rollover_margin_s
-        while not self.bridge.ended:
-            # Deadlines (console tools, hang-up fallback, rollover) are seconds away: a
-            # one-second tick is precise enough and costs one wake-up a second per call.
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            actions = self.bridge.on_timer(now)
+        bridge = self.bridge
+        while not bridge.ended:
+            await asyncio.sleep(TIMER_TICK_S)
+            actions = bridge.on_timer(time.monotonic())
             if actions:
                 await self.execute(actions)
-            expires = self.bridge.expires_at
-            due = expires and time.time() > expires - margin
-            if due and not self._switching and self.bridge.quiet:
-                await self.execute([SwitchModel(self.bridge.model, "session rollover")])
 
     async def _run_tool(self, action: RunTool) -> None:
         bridge = self.bridge
 
         def hangup(transfer_to: str) -> None:
-            reason = f"transferred to {transfer_to}" if transfer_to else "agent ended the call"
-            bridge.request_hangup(Hangup(reason, transfer_to), time.monotonic())
+            if transfer_to:
+                request = Hangup(
+                    EndReason.TRANSFERRED, f"transferred to {transfer_to}", transfer_to
+                )
+            else:
+                request = Hangup(EndReason.AGENT_ENDED, "the agent ended the call")
+            bridge.request_hangup(request, time.monotonic())
 
         ctx = ToolContext(call_sid=bridge.call_sid, hangup=hangup, http=self.ctx.http)
         result = await run_tool(self.ctx.tools, action.name, action.arguments, ctx)
@@ -328,17 +315,15 @@ class CallRunner:
         )
 
     async def _hang_up(self, action: Hangup) -> None:
-        log.info("call %s: hanging up (%s)", self.bridge.call_sid, action.reason)
+        call_sid = self.bridge.call_sid
+        log.info("call %s: hanging up (%s)", call_sid, action.detail)
         twilio = self.ctx.twilio
         if twilio is not None:
             if action.transfer_to:
-                await twilio.redirect(self.bridge.call_sid, dial_twiml(action.transfer_to))
+                await twilio.redirect(call_sid, dial_twiml(action.transfer_to))
+            elif action.apology:
+                await twilio.redirect(call_sid, say_and_hangup_twiml(self.ctx.settings.apology))
             else:
-                await twilio.hang_up(self.bridge.call_sid)
+                await twilio.hang_up(call_sid)
         # Closing the stream ends <Connect>; with nothing after it Twilio hangs up.
-        await self.close_twilio(1000, action.reason)
-
-
-def _backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter: 0.1 s, 0.2 s, ... capped at 5 s."""
-    return random.uniform(0.05, min(5.0, 0.1 * 2**attempt))
+        await self.close_twilio(_CLOSE_CODE.get(action.reason, 1000), action.detail)

@@ -56,6 +56,7 @@ class Settings:
     transfer_number: str = ""
     prewarm: bool = True
     prewarm_timeout_s: float = 30.0
+    prewarm_max: int = 50
     tool_timeout_s: float = 10.0
     console_tool_timeout_s: float = 30.0
     max_calls: int = 200
@@ -235,6 +236,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         transfer_number=ep.text(env, "RELAY_TRANSFER_NUMBER"),
         prewarm=ep.boolean(env, "RELAY_PREWARM", True),
         prewarm_timeout_s=ep.number(env, "RELAY_PREWARM_TIMEOUT_S", 30.0, 1.0),
+        prewarm_max=ep.integer(env, "RELAY_PREWARM_MAX", 50, 0),
         tool_timeout_s=ep.number(env, "RELAY_TOOL_TIMEOUT_S", 10.0, 0.1),
         console_tool_timeout_s=ep.number(env, "RELAY_CONSOLE_TOOL_TIMEOUT_S", 30.0, 0.1),
         max_calls=ep.integer(env, "RELAY_MAX_CALLS", 200, 1),

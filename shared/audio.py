@@ -7,6 +7,7 @@ The relay itself never transcodes: Twilio's payload goes to the model untouched.
 
 from __future__ import annotations
 
+import binascii
 from array import array
 
 # Bytes per millisecond for each GA format.
@@ -103,3 +104,22 @@ def tone_mulaw(ms: int, freq: float = 440.0, amplitude: int = 8000, rate: int = 
 
 def silence_mulaw(ms: int) -> bytes:
     return bytes([MULAW_SILENCE]) * (8 * ms)
+
+
+# Samples louder than this (about -30 dBFS) count as voice; phone-line hiss and comfort
+# noise stay well below it.
+LOUD_SAMPLE = 1000
+_LOUD_TABLE = bytes(1 if abs(v) > LOUD_SAMPLE else 0 for v in MULAW_TO_LINEAR)
+_LOUD_FRACTION = 0.05  # of the samples in a frame
+
+
+def is_loud_b64(payload: str) -> bool:
+    """Whether a base64 mu-law frame holds voice-level audio (a few microseconds).
+
+    The relay checks the caller's frames while they speak, to find where their speech
+    ended (for the latency the caller feels); it never changes what is sent."""
+    try:
+        data = binascii.a2b_base64(payload)
+    except (binascii.Error, ValueError):
+        return False
+    return data.translate(_LOUD_TABLE).count(1) > len(data) * _LOUD_FRACTION

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from relay.actions import Action, Hangup, RunTool, ToConsole, ToModel, ToTwilio
+from relay.actions import Action, Connect, EndReason, Hangup, RunTool, ToConsole, ToModel, ToTwilio
 from relay.call import CallBridge, CallConfig
 from shared import twilio as tw
 from shared.console_protocol import decode_command
@@ -27,7 +27,16 @@ def bridge(**session: Any) -> CallBridge:
 
 
 def model_events(actions: list[Action]) -> list[dict[str, Any]]:
-    return [json.loads(a.data) for a in actions if isinstance(a, ToModel)]
+    """The client events sent, each checked for an event_id (appends excepted), then
+    without it, to compare the rest."""
+    out = []
+    for a in actions:
+        if isinstance(a, ToModel):
+            event = json.loads(a.data)
+            if event["type"] != "input_audio_buffer.append":
+                assert event.pop("event_id").startswith("relay_"), event
+            out.append(event)
+    return out
 
 
 def twilio_frames(actions: list[Action]) -> list[dict[str, Any]]:
@@ -51,9 +60,16 @@ def delta(item: str, ms: int, resp: str = "resp_1") -> bytes:
     return ev(type="response.output_audio.delta", response_id=resp, item_id=item, delta=audio)
 
 
+def connect(b: CallBridge, now: float) -> list[Action]:
+    """Start the call and open the model socket it asks for."""
+    (first,) = b.start(prewarmed=False)
+    assert isinstance(first, Connect) and first.delay_s == 0
+    return b.on_model_open(first.gen, now)
+
+
 def open_bridge(**session: Any) -> CallBridge:
     b = bridge(**session)
-    b.on_model_open(0.0)
+    connect(b, 0.0)
     return b
 
 
@@ -65,7 +81,7 @@ def test_early_audio_is_queued_in_order_and_flushed_after_the_session_update() -
     b = bridge()
     assert b.on_media("AAAA", 0.0) is None
     assert b.on_media("BBBB", 0.02) is None
-    events = model_events(b.on_model_open(0.1))
+    events = model_events(connect(b, 0.1))
     assert [e["type"] for e in events] == [
         "session.update",
         "input_audio_buffer.append",
@@ -82,7 +98,7 @@ def test_early_audio_overflow_keeps_the_newest_and_says_so() -> None:
     b.__post_init__()
     for i in range(8):
         b.on_media(f"F{i}", i * 0.02)
-    actions = b.on_model_open(1.0)
+    actions = connect(b, 1.0)
     assert [e["audio"] for e in model_events(actions)[1:]] == ["F3", "F4", "F5", "F6", "F7"]
     assert any(e["code"] == "early_audio_overflow" for e in console(actions))
 
@@ -191,7 +207,12 @@ def test_backend_tool_output_is_encoded_once_and_response_waits_for_the_current_
     assert events == [
         {
             "type": "conversation.item.create",
-            "item": {"type": "function_call_output", "call_id": "call_1", "output": '{"temp": 21}'},
+            "item": {
+                "type": "function_call_output",
+                "id": "out_1",
+                "call_id": "call_1",
+                "output": '{"temp": 21}',
+            },
         }
     ]  # no response.create yet: one is still running
     done = b.on_model(ev(type="response.done", response={"id": "resp_1", "status": "completed"}), 2)
@@ -260,7 +281,7 @@ def test_dtmf_reaches_the_model_as_user_text_and_the_console() -> None:
 
 def test_end_call_hangs_up_only_after_the_goodbye_was_heard() -> None:
     b = open_bridge()
-    b.request_hangup(Hangup("agent ended the call"), 1.0)
+    b.request_hangup(Hangup(EndReason.AGENT_ENDED, "the agent ended the call"), 1.0)
     start_response(b, "resp_2")
     b.on_model(delta("bye", 100, "resp_2"), 1.1)
     done = b.on_model(

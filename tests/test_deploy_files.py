@@ -353,6 +353,10 @@ def test_images_start_with_the_scripts_everyone_uses() -> None:
     assert console_cmd[1:] == ["prod"]  # one port, $PORT: what a PaaS wants
     relay_script = (ROOT / "scripts" / "start-relay").read_text()
     assert re.search(r'^exec "\$PY" -m relay\b', relay_script, re.MULTILINE)
+    # prod: Hypercorn serves Reflex's backend and the built frontend (console/serve.py),
+    # not `reflex run` and its own server.
+    console_script = (ROOT / "scripts" / "start-console").read_text()
+    assert re.search(r'^\s*exec "\$PY" -m console\.serve$', console_script, re.MULTILINE)
     assert os.access(ROOT / "scripts" / "start-relay", os.X_OK)
     procfile = ROOT / "Procfile"
     if procfile.exists():
@@ -381,10 +385,21 @@ def test_image_installs_like_make_without_the_dev_extra() -> None:
 
 
 def test_console_frontend_is_built_into_the_image_with_npm() -> None:
+    """The image builds the frontend with the command start-up checks it with, for the port
+    the image runs on: a container start on that port serves it without rebuilding."""
+    from console import serve
+
     s = stage("console")
     env = " ".join(s.all("ENV"))
     assert "REFLEX_USE_NPM=1" in env
-    assert any(r.startswith("reflex export --frontend-only") for r in s.all("RUN"))
+    build = ("RUN", "scripts/start-console build")
+    assert build in s.instructions
+    port_env = re.compile(rf"(^|\s)PORT={CONSOLE_PORT}\b")
+    port_set = [i for i, (kw, a) in enumerate(s.instructions) if kw == "ENV" and port_env.search(a)]
+    assert port_set and port_set[0] < s.instructions.index(build), "build for the image's PORT"
+    script = (ROOT / "scripts" / "start-console").read_text()
+    assert re.search(r'^\s*exec "\$PY" -m console\.serve --build-only$', script, re.MULTILINE)
+    assert serve.BUILD_COMMAND[:3] == ("reflex", "export", "--frontend-only")
 
 
 def test_dockerignore_keeps_secrets_and_local_state_out() -> None:

@@ -17,7 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay.actions import Action, Hangup, RunTool, SwitchModel, ToConsole, ToModel, ToTwilio
+from relay.actions import (
+    Action,
+    CloseModel,
+    Connect,
+    Handover,
+    Hangup,
+    RunTool,
+    ToConsole,
+    ToModel,
+    ToTwilio,
+)
 from relay.call import CallBridge, CallConfig
 from shared import realtime as rt
 from shared import twilio as tw
@@ -402,8 +412,8 @@ twilio_event = st.one_of(
 other_event = st.one_of(
     st.builds(lambda dt: ("time", dt), st.floats(min_value=0.0, max_value=3.0)),
     st.just(("timer",)),
-    st.builds(lambda reseed: ("open", reseed), st.booleans()),
-    st.just(("closed",)),
+    st.just(("open",)),
+    st.builds(lambda code: ("closed", code), st.sampled_from([1000, 1001, 1006, 1011, 4000])),
     st.builds(
         lambda call_id, ok: ("tool", call_id, ok), st.sampled_from([*CALL_IDS, "zz"]), st.booleans()
     ),
@@ -430,6 +440,13 @@ def _console_command(i: int) -> ConsoleCommand:
     return commands[i % len(commands)]
 
 
+def open_model(b: CallBridge, now: float) -> list[Action]:
+    """The pump's side of a model socket opening: the one the bridge last asked for."""
+    if b.upstream.gen == 0:
+        b.start(prewarmed=False)
+    return b.on_model_open(b.upstream.gen, now)
+
+
 @dataclass
 class Harness:
     """Drives one bridge and checks every action it returns."""
@@ -451,9 +468,9 @@ class Harness:
         if kind == "timer":
             return b.on_timer(self.now)
         if kind == "open":
-            return b.on_model_open(self.now, reseed=step[1])
+            return open_model(b, self.now)
         if kind == "closed":
-            return b.on_model_closed()
+            return b.on_model_closed(b.upstream.gen, step[1], self.now)
         if kind == "tool":
             return b.on_tool_result(
                 step[1], '{"ok": true}', ok=step[2], source="backend", duration_ms=1.0, now=self.now
@@ -492,7 +509,8 @@ class Harness:
             self.after_end += [a for a in actions if isinstance(a, ToModel | ToTwilio)]
         for action in actions:
             assert isinstance(
-                action, ToTwilio | ToModel | ToConsole | RunTool | Hangup | SwitchModel
+                action,
+                ToTwilio | ToModel | ToConsole | RunTool | Hangup | Connect | Handover | CloseModel,
             )
             if isinstance(action, ToTwilio):
                 self._check_twilio(action.data)
@@ -556,7 +574,7 @@ def _bridge(greeting: str, watched: bool) -> CallBridge:
 def _run(events: list[tuple[Any, ...]], greeting: str, watched: bool, start_open: bool) -> Harness:
     h = Harness(_bridge(greeting, watched))
     if start_open:
-        h.check(h.bridge.on_model_open(0.0), False)
+        h.check(open_model(h.bridge, 0.0), False)
     for step in events:
         ended = h.bridge.ended
         h.check(h.feed(step), ended)
@@ -583,7 +601,7 @@ def test_call_bridge_sends_nothing_after_the_call_ended(
 def test_truncate_never_exceeds_the_audio_sent_example() -> None:
     """A hand-written case of the property: barge-in right after a delta."""
     h = Harness(_bridge("", True))
-    h.check(h.bridge.on_model_open(0.0), False)
+    h.check(open_model(h.bridge, 0.0), False)
     for step in [
         ("model", ev(type="response.created", response={"id": "resp_1"})),
         (

@@ -7,10 +7,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from relay import metrics
+from relay.actions import EndReason
 
 FAMILIES = {
     "relay_live_calls": "gauge",
-    "relay_calls": "counter",
+    "relay_calls_ended": "counter",
+    "relay_calls_refused": "counter",
+    "relay_prewarm": "counter",
     "relay_model_reconnects": "counter",
     "relay_barge_ins": "counter",
     "relay_tool_calls": "counter",
@@ -39,7 +42,7 @@ def test_render_is_prometheus_text_with_every_family() -> None:
     for name, kind in FAMILIES.items():
         assert families.get(name) == kind, name
     text = body.decode()
-    assert "# TYPE relay_calls_total counter" in text or "# TYPE relay_calls counter" in text
+    assert "# TYPE relay_calls_ended_total counter" in text
     assert "_created" not in text  # no creation-time series doubling the scrape
 
 
@@ -49,19 +52,19 @@ def test_metrics_live_in_their_own_registry() -> None:
     assert metrics.REGISTRY is not prometheus_client.REGISTRY
 
 
-def test_a_call_moves_live_calls_and_the_outcome_counter() -> None:
+def test_a_call_moves_live_calls_and_the_end_reason_counter() -> None:
     live = metrics.value("relay_live_calls")
-    done = metrics.value("relay_calls_total", outcome="completed")
+    done = metrics.value("relay_calls_ended_total", reason="agent_ended")
     metrics.call_started()
     assert metrics.value("relay_live_calls") == live + 1
-    metrics.call_ended("completed")
+    metrics.call_ended("agent_ended")
     assert metrics.value("relay_live_calls") == live
-    assert metrics.value("relay_calls_total", outcome="completed") == done + 1
-    before = metrics.value("relay_calls_total", outcome="busy")
+    assert metrics.value("relay_calls_ended_total", reason="agent_ended") == done + 1
+    before = metrics.value("relay_calls_refused_total", reason="busy")
     metrics.call_rejected("busy")
-    assert metrics.value("relay_calls_total", outcome="busy") == before + 1
+    assert metrics.value("relay_calls_refused_total", reason="busy") == before + 1
     assert metrics.value("relay_live_calls") == live
-    assert scrape()['relay_calls_total{outcome="busy"}'] == before + 1
+    assert scrape()['relay_calls_refused_total{reason="busy"}'] == before + 1
 
 
 def test_counters_and_gauges_for_the_operator() -> None:
@@ -128,11 +131,15 @@ def test_hop_latency_has_prebound_inbound_and_outbound_children() -> None:
     assert 'relay_hop_latency_seconds_bucket{direction="inbound",le="0.0005"}' in sample
 
 
-def test_known_outcomes_are_scraped_from_the_start() -> None:
+def test_every_end_reason_and_refusal_is_scraped_from_the_start() -> None:
     sample = scrape()
-    for outcome in metrics.KNOWN_OUTCOMES:
-        assert f'relay_calls_total{{outcome="{outcome}"}}' in sample
+    for reason in EndReason:
+        assert f'relay_calls_ended_total{{reason="{reason.value}"}}' in sample
+    for refusal in metrics.REFUSALS:
+        assert f'relay_calls_refused_total{{reason="{refusal}"}}' in sample
+    for outcome in metrics.PREWARM_OUTCOMES:
+        assert f'relay_prewarm_total{{outcome="{outcome}"}}' in sample
 
 
 def test_value_of_an_absent_sample_is_zero() -> None:
-    assert metrics.value("relay_calls_total", outcome="never-seen") == 0.0
+    assert metrics.value("relay_calls_ended_total", reason="never-seen") == 0.0

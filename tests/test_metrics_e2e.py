@@ -52,7 +52,7 @@ async def test_metrics_move_during_calls() -> None:
     def moved(key: str) -> float:
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    assert moved("relay_calls_total{outcome=completed}") == 1
+    assert moved("relay_calls_ended_total{reason=caller_hung_up}") == 1
     assert moved("relay_barge_ins_total{}") == 1
     # The inbound hop is sampled (1 frame in HOP_SAMPLE) to keep the hot path lean.
     expected = record.frames_sent // HOP_SAMPLE - 2

@@ -14,8 +14,8 @@ import pydantic
 import pytest
 from openai.types.realtime import RealtimeClientEvent
 
-from relay.actions import Hangup, ToModel
-from relay.call import CallBridge, CallConfig, Turn
+from relay.actions import Connect, Hangup, ToModel
+from relay.call import CallBridge, CallConfig
 from shared.console_protocol import decode_command
 from shared.session import build_session
 
@@ -56,14 +56,26 @@ def every_event_a_call_sends() -> list[dict[str, Any]]:
     )
     out: list[Any] = []
     b.on_media("AAAA", 0.0)
-    out += b.on_model_open(0.0)
+    (connect,) = b.start(prewarmed=False)
+    assert isinstance(connect, Connect)
+    out += b.on_model_open(connect.gen, 0.0)
     out += b.on_model(b'{"type":"session.updated","session":{}}', 0.1)  # greeting
     out.append(ToModel(b.on_media("AAAA", 0.2) or b""))
 
     def ev(**f: Any) -> bytes:
         return json.dumps(f).encode()
 
-    b.transcript.append(Turn("user", "u1", "hello"))
+    user = {"id": "u1", "type": "message", "role": "user", "content": []}
+    out += b.on_model(ev(type="conversation.item.added", previous_item_id=None, item=user), 0.3)
+    out += b.on_model(
+        ev(
+            type="conversation.item.input_audio_transcription.completed",
+            item_id="u1",
+            content_index=0,
+            transcript="hello",
+        ),
+        0.3,
+    )
     out += b.on_model(ev(type="response.created", response={"id": "r1"}), 0.3)
     audio = base64.b64encode(b"\xff" * 800).decode()
     out += b.on_model(ev(type="response.output_audio.delta", item_id="i1", delta=audio), 0.3)
@@ -74,8 +86,10 @@ def every_event_a_call_sends() -> list[dict[str, Any]]:
         0.5,
     )
     out += b.on_tool_result("c1", '{"ok": true}', ok=True, source="backend", duration_ms=1, now=1)
-    out += b.on_dtmf("4")
-    out += b.on_model_open(2.0, reseed=True)  # re-seeding after a reconnect
+    out += b.on_dtmf("4", 1.0)
+    reconnect = b.on_model_closed(connect.gen, 1006, 1.5)
+    (again,) = [a for a in reconnect if isinstance(a, Connect)]
+    out += b.on_model_open(again.gen, 2.0)  # re-seeding after a reconnect
     b.config.session["audio"]["input"]["turn_detection"] = None
     for raw in [
         {"type": "session.update", "call_sid": "CA1", "session": {"instructions": "Be brief."}},

@@ -116,7 +116,7 @@ async def test_model_unreachable_for_too_long_ends_the_call_with_an_apology() ->
 
 
 async def test_failed_response_is_reported_and_the_call_goes_on() -> None:
-    script = ModelScript(replies=TWO_REPLIES, fail_response_with="insufficient_quota")
+    script = ModelScript(replies=TWO_REPLIES, fail_response_with="server_error")
     async with running_relay(ENV, script) as relay:
         http, console = await _console(relay.ws_url)
         async with http, console:
@@ -124,10 +124,25 @@ async def test_failed_response_is_reported_and_the_call_goes_on() -> None:
                 place_call(relay.base_url, steps=[Speak(600), Silence(1500), Hangup()])
             )
             error = await next_event(console, "error")
-            assert error["code"] == "insufficient_quota"
+            assert error["code"] == "server_error"
             assert error["source"] == "model"
             record = await call
         assert record.ok, record.summary()
+
+
+async def test_an_account_out_of_quota_ends_the_call_at_once_with_the_reason() -> None:
+    script = ModelScript(replies=TWO_REPLIES, fail_response_with="insufficient_quota")
+    async with running_relay(ENV, script) as relay:
+        http, console = await _console(relay.ws_url)
+        async with http, console:
+            call = asyncio.create_task(
+                place_call(relay.base_url, steps=[Speak(600), Silence(5000), Hangup()])
+            )
+            ended = await next_event(console, "call.ended")
+            record = await call
+        assert ended["summary"]["end_reason"] == "model_unavailable"
+        assert "quota" in ended["summary"]["reason"]
+        assert record.closed_by == "relay", record.summary()
 
 
 async def test_model_change_from_the_console_opens_a_new_session_between_turns() -> None:
