@@ -27,9 +27,9 @@ FAILED = {
     "session.update": "The settings were not applied",
 }
 APPLIED = {
-    "call": "The live call now uses these settings.",
+    "call": "Call {call} now uses these settings.",
     "default": "Saved: new calls start with these settings.",
-    "both": "Applied to the live call and saved for new calls.",
+    "both": "Call {call} now uses these settings, and new calls start with them.",
 }
 
 
@@ -47,3 +47,10 @@ def relay_problem(source: str, message: str) -> str:
     """An error event that belongs to no call."""
     who = {"model": "The model", "twilio": "Twilio", "tool": "A tool"}.get(source, "The relay")
     return f"{who} reported a problem: {message}"
+
+
+def applied(scope: str, call_sid: str) -> str:
+    """The relay took a session.update: say where it applies (naming the call, since the
+    selected call may change while the line is on screen)."""
+    call = f"…{call_sid[-6:]}" if call_sid else "the live call"
+    return APPLIED.get(scope, "Settings applied.").format(call=call)

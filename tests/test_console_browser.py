@@ -291,7 +291,7 @@ async def test_console_end_to_end(stack: dict[str, Any], artifacts: Path) -> Non
             await page.locator("#instructions").blur()  # flush the debounced input
             await page.click("#apply-call")
             await expect(status).to_have_text(
-                "The live call now uses these settings.", timeout=10000
+                f"Call …{(demo_sid or '')[-6:]} now uses these settings.", timeout=10000
             )
             # What the model applied (its session.updated) is labelled with its call.
             await expect(page.get_by_text(PIRATE, exact=False).last).to_be_visible()
@@ -342,7 +342,7 @@ async def test_console_end_to_end(stack: dict[str, Any], artifacts: Path) -> Non
             await expect(page.locator("#latency-last")).to_have_text("none yet")
             sim_sid = await page.locator("#transcript-call").text_content()
             assert sim_sid not in (demo_sid, record.call_sid)
-            await expect(transcript.locator(".line-caller").first).to_be_visible(timeout=20000)
+            await expect(transcript.locator(".line-assistant").first).to_be_visible(timeout=20000)
             await page.click("#hang-up")
             await expect(page.locator("#end-reason")).to_contain_text("console", timeout=10000)
             sim_row = page.locator(f".call-row[data-sid='{sim_sid}']")

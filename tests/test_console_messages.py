@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.messages import APPLIED, command_done, command_failed, relay_problem
+from console.messages import applied, command_done, command_failed, relay_problem
 from console.outbound import twilio_unavailable
 
 
@@ -18,7 +18,8 @@ def test_commands_are_reported_in_plain_words_not_wire_names() -> None:
 def test_a_refused_session_says_which_field_and_why() -> None:
     text = command_failed("session.update", "audio.output.speed: Expected `float` <= 1.5")
     assert text == "The settings were not applied: Speed must be between 0.25 and 1.5."
-    assert APPLIED["default"].startswith("Saved")
+    assert applied("default", "").startswith("Saved: new calls")
+    assert applied("call", "CA0123456789abcdef") == "Call …abcdef now uses these settings."
 
 
 def test_relay_problem_names_who() -> None:

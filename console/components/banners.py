@@ -41,12 +41,16 @@ def relay_offline_banner() -> rx.Component:
     return rx.cond(
         FeedState.relay_down,
         rx.callout(
-            rx.text(
-                "The relay is offline (",
-                FeedState.offline_reason,
-                "). Calls cannot reach the agent until it is back: start it with `make run` "
-                "(which starts it again by itself) or scripts/start-relay. This page "
-                "reconnects on its own.",
+            rx.cond(
+                FeedState.reachable,  # it answers, but will not let this console follow it
+                rx.text("The console cannot follow the relay: ", FeedState.offline_reason, "."),
+                rx.text(
+                    "The relay is offline (",
+                    FeedState.offline_reason,
+                    "). Calls cannot reach the agent until it is back: start it with "
+                    "`make run` (which starts it again by itself) or scripts/start-relay. "
+                    "This page reconnects on its own.",
+                ),
             ),
             icon="triangle_alert",
             color_scheme="red",

@@ -40,29 +40,42 @@ def _actions(index: rx.Var) -> rx.Component:  # type: ignore[type-arg]
 
 
 def _tool(row: rx.Var, index: rx.Var) -> rx.Component:  # type: ignore[type-arg]
-    return rx.hstack(
-        rx.switch(checked=row["enabled"] == "1", size="1", on_change=ToolsState.toggle(index)),
-        # Names wrap in full (a phone is narrow); the title shows it on hover too.
-        rx.text(
-            row["key"],
-            size="2",
-            font_family="monospace",
-            flex="1",
-            min_width="0",
-            overflow_wrap="anywhere",
-            title=row["key"],
-            class_name="tool-name",
+    return rx.vstack(
+        rx.hstack(
+            rx.switch(checked=row["enabled"] == "1", size="1", on_change=ToolsState.toggle(index)),
+            # The name gets a line of its own, so it shows in full; on a phone it may still
+            # wrap (never cut), and the title shows it on hover too.
+            rx.text(
+                row["key"],
+                size="2",
+                font_family="monospace",
+                min_width="0",
+                overflow_wrap="anywhere",
+                title=row["key"],
+                class_name="tool-name",
+            ),
+            align="center",
+            width="100%",
         ),
-        rx.badge(row["kind"], variant="soft", size="1"),
-        rx.cond(
-            row["backend"] == "1",
-            rx.badge("backend", color_scheme="green", size="1"),
-            rx.cond(row["kind"] == "function", rx.badge("console", color_scheme="amber", size="1")),
+        rx.hstack(
+            rx.cond(row["kind"] != "function", rx.badge(row["kind"], variant="soft", size="1")),
+            rx.cond(
+                row["backend"] == "1",
+                rx.badge("backend", color_scheme="green", size="1"),
+                rx.cond(
+                    row["kind"] == "function",
+                    rx.badge("answered from the console", color_scheme="amber", size="1"),
+                ),
+            ),
+            rx.spacer(),
+            _actions(index),
+            align="center",
+            width="100%",
+            wrap="wrap",
+            padding_left="36px",
         ),
-        _actions(index),
-        align="center",
+        spacing="1",
         width="100%",
-        wrap="wrap",
         class_name="tool-row",
     )
 
@@ -121,8 +134,9 @@ def tools_panel() -> rx.Component:
             id="add-tool",
         ),
         rx.text(
-            "backend: the relay runs it. console: the model's call waits in Function calls "
-            "for you to answer. Changes are sent with the session (Apply / Save as default).",
+            "backend: the relay runs it. Answered from the console: the model's call waits in "
+            "Function calls for you to answer. Changes are sent with the session (Apply / "
+            "Save as default).",
             size="1",
             color_scheme="gray",
         ),

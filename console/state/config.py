@@ -13,7 +13,7 @@ from console.config_form import (
     session_command,
     to_session,
 )
-from console.messages import APPLIED, command_failed
+from console.messages import applied, command_failed
 from console.state.auth import AuthState
 
 _BOOLS = ("create_response", "interrupt_response")
@@ -39,6 +39,7 @@ class ConfigState(AuthState):
     status: str = "Not sent yet: new calls use the relay's default, shown here."
     status_kind: str = "info"  # info | pending | ok | error
     sent_scope: str = ""  # the scope of the session.update awaiting the relay's answer
+    sent_call: str = ""  # and the call it went to: the status names it, calls come and go
 
     def _say(self, kind: str, text: str) -> None:
         self.status_kind, self.status = kind, text
@@ -55,7 +56,7 @@ class ConfigState(AuthState):
     def settled(self, ok: bool, message: str) -> None:
         """The relay's answer to the session.update this panel sent."""
         if ok:
-            self._say("ok", APPLIED.get(self.sent_scope, "Settings applied."))
+            self._say("ok", applied(self.sent_scope, self.sent_call))
         else:
             self._say("error", command_failed("session.update", message))
         self.sent_scope = ""
@@ -95,7 +96,7 @@ class ConfigState(AuthState):
         if why:
             self._say("error", f"Not sent: {why}")
             return
-        self.sent_scope = scope
+        self.sent_scope, self.sent_call = scope, call_sid or ""
         where = {"call": "the live call", "default": "the relay", "both": "the call and the relay"}
         self._say("pending", f"Sent to {where[scope]}; waiting for its answer…")
 
