@@ -31,9 +31,9 @@ typecheck: setup
 unit: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-## make call: place a simulated call against a running relay (default: local)
+## make call: place a simulated call of SECONDS (default 60) against a relay (default: local)
 call: setup
-	$(BIN)/python -m relay.sim call $(or $(URL),http://127.0.0.1:8081) --seconds $(or $(SECONDS),30)
+	$(BIN)/python scripts/demo_call.py $(or $(URL),http://127.0.0.1:8081) --seconds $(or $(SECONDS),60)
 
 bench: setup
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)

@@ -8,6 +8,11 @@ import reflex as rx
 from starlette.applications import Starlette
 
 from console import media
+from console.components.banners import (
+    console_offline_overlay,
+    new_call_banner,
+    relay_offline_banner,
+)
 from console.components.calls import calls_panel, outbound_panel
 from console.components.checklist import checklist_panel
 from console.components.config import config_panel
@@ -20,21 +25,31 @@ from console.state.auth import AuthState
 from console.state.feed import FeedState
 from console.state.twilio import ChecklistState, PhoneState
 
+# One column on a phone (someone on call duty checks it there), three from 62em up.
+COLUMNS = rx.breakpoints(
+    initial="minmax(0, 1fr)",
+    lg="minmax(260px, 1fr) minmax(360px, 1.6fr) minmax(320px, 1.2fr)",
+)
+
+
+def _column(*children: rx.Component) -> rx.Component:
+    # min_width 0: a grid item may shrink below its content (long JSON, SIDs) and wrap it.
+    return rx.vstack(*children, spacing="3", min_width="0", width="100%")
+
 
 def index() -> rx.Component:
     return rx.box(
         topbar(),
+        relay_offline_banner(),
+        new_call_banner(),
         rx.grid(
-            rx.vstack(checklist_panel(), calls_panel(), outbound_panel(), spacing="3"),
-            rx.vstack(transcript_panel(), latency_panel(), spacing="3"),
-            rx.vstack(config_panel(), tools_panel(), functions_panel(), spacing="3"),
-            columns="3",
+            _column(checklist_panel(), calls_panel(), outbound_panel()),
+            _column(transcript_panel(), latency_panel()),
+            _column(config_panel(), tools_panel(), functions_panel()),
             spacing="3",
-            padding="12px",
-            style={
-                "grid_template_columns": "minmax(260px, 1fr) minmax(360px, 1.6fr) "
-                "minmax(320px, 1.2fr)"
-            },
+            padding=rx.breakpoints(initial="8px", sm="12px"),
+            width="100%",
+            style={"grid_template_columns": COLUMNS},
         ),
     )
 
@@ -42,6 +57,8 @@ def index() -> rx.Component:
 app = rx.App(
     api_transformer=Starlette(routes=media.routes),
 )
+# The app's own banner instead of Reflex's connection toast and pulser.
+app.app_wraps[(5, "Overlay")] = lambda stateful: console_offline_overlay() if stateful else None
 app.add_page(login_page, route="/login", title="Console login")
 app.add_page(
     index,

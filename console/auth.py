@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -69,3 +70,12 @@ class LoginThrottle:
 
 
 throttle = LoginThrottle()
+
+
+def wait_message(delay: float) -> str:
+    """What the login page says while a throttled attempt waits (seconds, rounded up)."""
+    seconds = max(1, math.ceil(delay))
+    return (
+        f"Too many failed attempts: checking the password in {seconds} s "
+        "(each wrong password adds to the wait, up to 5 s)."
+    )

@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from console.messages import relay_problem
+
 Role = Literal[
     "caller",
     "assistant",
@@ -57,6 +59,30 @@ class LatencyPoint:
     latency_ms: int
 
 
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0-100), interpolated between ranks; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+# What the relay's end_reason codes mean to someone watching (the relay's own `reason`
+# text wins when it sends one).
+END_REASONS = {
+    "caller_hung_up": "the caller hung up",
+    "agent_ended": "the agent ended the call",
+    "transferred": "transferred",
+    "console_ended": "hung up from the console",
+    "model_unavailable": "the model was unavailable",
+    "relay_shutdown": "the relay shut down",
+    "error": "an error ended the call",
+}
+
+
 @dataclass
 class Usage:
     input_tokens: int = 0
@@ -92,6 +118,7 @@ class CallLog:
     applied_session: dict[str, Any] | None = None
     last_error: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
+    seen_live: bool = True  # False: it ended before this console connected (no transcript)
     _sent_ms: dict[str, int] = field(default_factory=dict)
     _cut_ms: dict[str, int] = field(default_factory=dict)
 
@@ -111,6 +138,48 @@ class CallLog:
     @property
     def live(self) -> bool:
         return self.state != "ended"
+
+    @property
+    def end_reason(self) -> str:
+        """Why the call ended, in plain words ("" while it is live)."""
+        if self.live:
+            return ""
+        text = str(self.summary.get("reason") or "")
+        return text or END_REASONS.get(str(self.summary.get("end_reason") or ""), "ended")
+
+    def latency_stats(self) -> tuple[float | None, float | None]:
+        """(p50, p95) of voice-to-voice latency in ms: the relay's figures once the call
+        has ended, else computed from the turns seen so far."""
+        p50, p95 = self.summary.get("latency_p50_ms"), self.summary.get("latency_p95_ms")
+        if isinstance(p50, (int, float)) and isinstance(p95, (int, float)):
+            return float(p50), float(p95)
+        values = [float(p.latency_ms) for p in self.latency]
+        return percentile(values, 50), percentile(values, 95)
+
+    def end(self, summary: dict[str, Any], ts: float) -> None:
+        self.state = "ended"
+        for line in self.lines:  # nothing more is coming for lines still streaming
+            if line.status == "streaming":
+                line.status = "done"
+                line.text = line.text or "(cut off)"
+        self.summary = dict(summary)
+        usage = self.summary.get("usage")
+        if isinstance(usage, dict) and usage:
+            self.usage = Usage()
+            self.usage.add(usage)
+        if not self.latency and isinstance(self.summary.get("latency_ms"), list):
+            self.latency = [
+                LatencyPoint(i + 1, "", round(float(ms)))
+                for i, ms in enumerate(self.summary["latency_ms"])
+                if isinstance(ms, (int, float))
+            ]
+        secs = self.summary.get("duration_s")
+        self._add(
+            "system",
+            f"call ended: {self.end_reason}"
+            + (f", after {float(secs):.0f} s" if isinstance(secs, (int, float)) else ""),
+            ts,
+        )
 
     # --- lines -------------------------------------------------------------------------
 
@@ -161,20 +230,7 @@ class CallLog:
         elif kind == "call.state":
             self.state = str(ev.get("state") or self.state)
         elif kind == "call.ended":
-            self.state = "ended"
-            self.summary = dict(ev.get("summary") or {})
-            usage = self.summary.get("usage")
-            if isinstance(usage, dict) and usage:
-                self.usage = Usage()
-                self.usage.add(usage)
-            reason = self.summary.get("reason") or "ended"
-            secs = self.summary.get("duration_s")
-            self._add(
-                "system",
-                f"call ended ({reason})"
-                + (f" after {float(secs):.0f} s" if secs is not None else ""),
-                ts,
-            )
+            self.end(dict(ev.get("summary") or {}), ts)
         elif kind == "model":
             self._model(ev.get("event") or {}, ts)
         elif kind == "audio.progress":
@@ -202,7 +258,7 @@ class CallLog:
                 LatencyPoint(
                     len(self.latency) + 1,
                     str(ev.get("item_id", "")),
-                    int(ev.get("latency_ms") or 0),
+                    round(float(ev.get("latency_ms") or 0)),
                 )
             )
         elif kind == "model.reconnecting":
@@ -217,12 +273,9 @@ class CallLog:
                 ts,
             )
         elif kind == "error":
-            msg = f"{ev.get('source', 'relay')} error"
-            if ev.get("code"):
-                msg += f" {ev['code']}"
-            msg += f": {ev.get('message', '')}"
+            msg = relay_problem(str(ev.get("source") or "relay"), str(ev.get("message") or ""))
             self.last_error = msg
-            self._add("error", msg, ts)
+            self._add("error", msg, ts, note=str(ev.get("code") or ""))
 
     def note(self, role: Role, text: str, ts: float) -> None:
         """A line from the console itself (e.g. a recording started)."""
@@ -306,11 +359,9 @@ class CallLog:
                 self.applied_session = session
         elif kind == "error":
             err = e.get("error") or {}
-            msg = (
-                f"model error {err.get('code') or err.get('type') or ''}: {err.get('message', '')}"
-            )
+            msg = relay_problem("model", str(err.get("message") or ""))
             self.last_error = msg
-            self._add("error", msg, ts)
+            self._add("error", msg, ts, note=str(err.get("code") or err.get("type") or ""))
 
     def _item(self, item: dict[str, Any], ts: float) -> None:
         if item.get("type") != "message":
@@ -351,7 +402,9 @@ class CallBook:
     def __init__(self) -> None:
         self.calls: dict[str, CallLog] = {}
 
-    def hello(self, calls: list[dict[str, Any]]) -> None:
+    def hello(self, calls: list[dict[str, Any]], ended: list[dict[str, Any]] | None = None) -> None:
+        """The relay's live calls, and the calls that ended recently (before we connected:
+        shown with their summary, so a call that was over before the page opened is listed)."""
         for info in calls:
             sid = str(info.get("call_sid", ""))
             if sid in self.calls:
@@ -363,6 +416,21 @@ class CallBook:
         for sid, log in self.calls.items():
             if sid not in known and log.live:
                 log.state = "ended"
+        for info in ended or []:
+            sid = str(info.get("call_sid", ""))
+            if not sid:
+                continue
+            known_log = self.calls.get(sid)
+            if known_log is None:
+                log = self.calls[sid] = CallLog.from_info(info)
+                log.seen_live = False
+            else:
+                log = known_log
+            if not log.summary:
+                summary = dict(info.get("summary") or {})
+                secs = summary.get("duration_s")
+                ended_at = log.started_at + (secs if isinstance(secs, (int, float)) else 0.0)
+                log.end(summary, ended_at)
 
     def apply(self, ev: dict[str, Any]) -> CallLog | None:
         sid = ev.get("call_sid")

@@ -16,7 +16,7 @@ from console.relay_api import relay_health
 from console.settings import ConsoleSettings
 from console.twilio_service import PhoneNumber, TwilioError, TwilioService
 
-Status = Literal["ok", "fail", "skipped"]
+Status = Literal["ok", "fail", "skipped", "pending"]
 TWILIO_CONSOLE = "https://console.twilio.com/"
 BUY_NUMBER = "https://console.twilio.com/us1/develop/phone-numbers/manage/incoming"
 
@@ -29,6 +29,16 @@ class Step:
     detail: str = ""
     todo: str = ""  # what to do when it failed
     link: str = ""
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    """The console's own feed from the relay, as it is right now."""
+
+    online: bool = False
+    connecting: bool = False  # no attempt has finished yet: not a failure
+    reason: str = ""  # why it is offline, in the feed's words
+    reachable: bool = False  # the relay answered (e.g. it refused the token)
 
 
 @dataclass
@@ -44,7 +54,67 @@ class ChecklistResult:
 
     @property
     def ready(self) -> bool:
-        return all(s.status != "fail" for s in self.steps)
+        return ready(self.steps)
+
+
+def ready(steps: list[Step]) -> bool:
+    return all(s.status in ("ok", "skipped") for s in steps)
+
+
+RELAY_TODO = (
+    "start it with `make run` (which starts it again by itself if it stops) or "
+    "`scripts/start-relay`, or set RELAY_URL to where it runs"
+)
+
+
+def relay_offline_step(why: str) -> Step:
+    return Step("relay", "Relay reachable", "fail", f"relay offline: {why}", RELAY_TODO)
+
+
+def relay_online_detail(version: str, relay_url: str, live_calls: int, simulator: bool) -> str:
+    return f"relay {version or '?'} at {relay_url}, {live_calls} live call(s)" + (
+        ", simulator mode" if simulator else ""
+    )
+
+
+def feed_step(feed: FeedStatus) -> Step:
+    if feed.online:
+        return Step("feed", "Console feed", "ok", "receiving live events")
+    if feed.connecting:
+        return Step("feed", "Console feed", "pending", "connecting to the relay's /logs…")
+    if "token" in feed.reason:
+        todo = "set the same RELAY_CONSOLE_TOKEN for relay and console, then restart them"
+    elif feed.reason and not feed.reachable:
+        todo = "it reconnects by itself as soon as the relay is up again"
+    else:
+        todo = "check the relay is up and RELAY_CONSOLE_TOKEN is the same for relay and console"
+    detail = feed.reason or "not connected to the relay's /logs"
+    return Step("feed", "Console feed", "fail", detail, todo)
+
+
+def live_update(
+    steps: list[Step],
+    feed: FeedStatus,
+    *,
+    version: str,
+    relay_url: str,
+    live_calls: int,
+    simulator: bool,
+) -> list[Step]:
+    """The checklist with its relay and feed steps brought up to date from the feed, which
+    knows at once when the relay goes away or calls start (a check is only a snapshot)."""
+    out = []
+    for step in steps:
+        if step.key == "feed":
+            step = feed_step(feed)
+        elif step.key == "relay":
+            if feed.online:
+                detail = relay_online_detail(version, relay_url, live_calls, simulator)
+                step = Step("relay", "Relay reachable", "ok", detail)
+            elif not feed.connecting and not feed.reachable:
+                step = relay_offline_step(feed.reason or "no answer")
+        out.append(step)
+    return out
 
 
 def _skip(key: str, title: str) -> Step:
@@ -63,7 +133,7 @@ async def run_checklist(
     *,
     twilio: TwilioService | None,
     chosen_number_sid: str = "",
-    feed_connected: bool = False,
+    feed: FeedStatus | None = None,
 ) -> ChecklistResult:
     result = ChecklistResult(steps=[])
     steps = result.steps
@@ -75,18 +145,15 @@ async def run_checklist(
             "relay",
             "Relay reachable",
             "ok",
-            f"relay {health.get('version', '?')} at {settings.relay_url}, "
-            f"{health.get('calls', 0)} live call(s)"
-            + (", simulator mode" if health.get("simulator") else ""),
+            relay_online_detail(
+                str(health.get("version", "")),
+                settings.relay_url,
+                int(health.get("calls") or 0),
+                bool(health.get("simulator")),
+            ),
         )
         if health
-        else Step(
-            "relay",
-            "Relay reachable",
-            "fail",
-            why,
-            "start it with `make run` (or `python -m relay`), or set RELAY_URL to where it runs",
-        )
+        else relay_offline_step(why)
     )
     sim = result.simulator
 
@@ -258,15 +325,5 @@ async def run_checklist(
             )
 
     # 6. our own feed from the relay
-    steps.append(
-        Step("feed", "Console feed", "ok", "receiving live events")
-        if feed_connected
-        else Step(
-            "feed",
-            "Console feed",
-            "fail",
-            "not connected to the relay's /logs",
-            "check the relay is up and RELAY_CONSOLE_TOKEN is the same for relay and console",
-        )
-    )
+    steps.append(feed_step(feed or FeedStatus()))
     return result

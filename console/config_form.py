@@ -18,9 +18,65 @@ MODELS = ("gpt-realtime", "gpt-realtime-mini")
 
 
 class FormError(ValueError):
+    """A bad form value; str() is one plain sentence naming the field as the form does."""
+
     def __init__(self, field: str, message: str) -> None:
         self.field = field
-        super().__init__(f"{field}: {message}")
+        super().__init__(message)
+
+
+# GA session paths -> the form's own labels, so errors use the words on the page.
+LABELS = {
+    "model": "Model",
+    "instructions": "Instructions",
+    "output_modalities": "Output",
+    "audio.output.voice": "Voice",
+    "audio.output.speed": "Speed",
+    "audio.input.turn_detection": "Turn detection",
+    "audio.input.turn_detection.type": "Turn detection",
+    "audio.input.turn_detection.threshold": "Threshold",
+    "audio.input.turn_detection.prefix_padding_ms": "Prefix padding",
+    "audio.input.turn_detection.silence_duration_ms": "Silence",
+    "audio.input.turn_detection.idle_timeout_ms": "Idle timeout",
+    "audio.input.turn_detection.eagerness": "Eagerness",
+    "audio.input.noise_reduction": "Noise reduction",
+    "audio.input.transcription": "Transcription",
+    "audio.input.transcription.model": "Transcription",
+    "audio.input.transcription.language": "Language",
+    "tool_choice": "Tool choice",
+    "max_output_tokens": "Max output tokens",
+    "tools": "Tools",
+}
+# Fields with bounds: what to say when a value is outside them.
+RANGES = {
+    "audio.output.speed": "Speed must be between 0.25 and 1.5.",
+    "audio.input.turn_detection.threshold": "Threshold must be between 0 and 1.",
+    "max_output_tokens": "Max output tokens must be a whole number from 1 to 4096, or inf.",
+    "audio.input.turn_detection.prefix_padding_ms": "Prefix padding must be 0 ms or more.",
+    "audio.input.turn_detection.silence_duration_ms": "Silence must be 0 ms or more.",
+    "audio.input.turn_detection.idle_timeout_ms": "Idle timeout must be 0 ms or more.",
+}
+_TYPES = {"`float`": "a number", "`int`": "a whole number", "`str`": "text", "`bool`": "on/off"}
+
+
+def plain_error(field: str, message: str) -> str:
+    """A session validation error (field path + msgspec's words) as one plain sentence."""
+    if field in RANGES and ("<=" in message or ">=" in message or "< " in message):
+        return RANGES[field]
+    label = LABELS.get(field) or field.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+    text = message
+    for code, word in _TYPES.items():
+        text = text.replace(f"Expected {code}", f"expected {word}")
+    text = text.replace("`", "")
+    return f"{label}: {text[:1].lower()}{text[1:]}".rstrip(".") + "."
+
+
+def plain_session_error(text: str) -> str:
+    """The relay's refusal of a session ("audio.output.speed: Expected ...") in plain words."""
+    field, sep, message = text.partition(": ")
+    if sep and field and " " not in field:
+        return plain_error(field, message)
+    return text
 
 
 @dataclass
@@ -54,12 +110,12 @@ class ConfigForm:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _num(value: str, field: str, kind: type[int] | type[float]) -> int | float:
+def _num(value: str, label: str, kind: type[int] | type[float]) -> int | float:
     try:
         return kind(value.strip())
     except ValueError:
         word = "a whole number" if kind is int else "a number"
-        raise FormError(field, f"expected {word}, got {value!r}") from None
+        raise FormError(label, f"{label} must be {word} (not {value.strip()!r}).") from None
 
 
 def from_session(session: dict[str, Any], greeting: str = "") -> ConfigForm:
@@ -103,7 +159,9 @@ def from_session(session: dict[str, Any], greeting: str = "") -> ConfigForm:
 def to_session(form: ConfigForm, tools: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A validated GA session for `session.update`; FormError names the bad field."""
     if form.turn_detection not in TURN_DETECTION_MODES:
-        raise FormError("turn detection", f"choose one of {', '.join(TURN_DETECTION_MODES)}")
+        raise FormError(
+            "Turn detection", f"Turn detection: choose {', '.join(TURN_DETECTION_MODES)}."
+        )
     td: dict[str, Any] | None
     if form.turn_detection == "none":
         td = None
@@ -114,11 +172,11 @@ def to_session(form: ConfigForm, tools: list[dict[str, Any]] | None = None) -> d
             "interrupt_response": form.interrupt_response,
         }
         if form.turn_detection == "server_vad":
-            td["threshold"] = _num(form.threshold, "threshold", float)
-            td["prefix_padding_ms"] = _num(form.prefix_padding_ms, "prefix padding", int)
-            td["silence_duration_ms"] = _num(form.silence_duration_ms, "silence duration", int)
+            td["threshold"] = _num(form.threshold, "Threshold", float)
+            td["prefix_padding_ms"] = _num(form.prefix_padding_ms, "Prefix padding", int)
+            td["silence_duration_ms"] = _num(form.silence_duration_ms, "Silence", int)
             if form.idle_timeout_ms.strip():
-                td["idle_timeout_ms"] = _num(form.idle_timeout_ms, "idle timeout", int)
+                td["idle_timeout_ms"] = _num(form.idle_timeout_ms, "Idle timeout", int)
         else:
             td["eagerness"] = form.eagerness
     inp: dict[str, Any] = {
@@ -133,7 +191,7 @@ def to_session(form: ConfigForm, tools: list[dict[str, Any]] | None = None) -> d
         if form.transcription_language.strip():
             tr["language"] = form.transcription_language.strip()
         inp["transcription"] = tr
-    out: dict[str, Any] = {"voice": form.voice, "speed": _num(form.speed, "speed", float)}
+    out: dict[str, Any] = {"voice": form.voice, "speed": _num(form.speed, "Speed", float)}
     raw: dict[str, Any] = {
         "type": "realtime",
         "model": form.model.strip(),
@@ -143,13 +201,13 @@ def to_session(form: ConfigForm, tools: list[dict[str, Any]] | None = None) -> d
         "tool_choice": form.tool_choice,
     }
     mot = form.max_output_tokens.strip().lower()
-    raw["max_output_tokens"] = "inf" if mot in ("", "inf") else _num(mot, "max output tokens", int)
+    raw["max_output_tokens"] = "inf" if mot in ("", "inf") else _num(mot, "Max output tokens", int)
     if tools is not None:
         raw["tools"] = tools
     try:
         return ga.check_update(raw)
     except ga.SessionConfigError as exc:
-        raise FormError(exc.field, str(exc).split(": ", 1)[-1]) from None
+        raise FormError(exc.field, plain_error(exc.field, str(exc).split(": ", 1)[-1])) from None
 
 
 def session_command(

@@ -34,6 +34,20 @@ def backoff_delays(lo: float = 0.5, hi: float = 10.0) -> Any:
         delay = min(delay * 2, hi)
 
 
+def _closed(code: int | None) -> str:
+    if code in (1001, 1012):
+        return "the relay is shutting down or restarting"
+    return f"the relay closed the connection (code {code})"
+
+
+def _plain(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "nothing answers there"
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    return exc.__class__.__name__
+
+
 class RelayFeed:
     def __init__(
         self,
@@ -52,6 +66,7 @@ class RelayFeed:
         self._stopped = asyncio.Event()
         self._ids = 0
         self._closing: asyncio.Future[Any] | None = None
+        self.reachable = False  # the relay answered the last attempt (even if it refused)
 
     @property
     def online(self) -> bool:
@@ -88,6 +103,7 @@ class RelayFeed:
                         self.url, headers=headers, heartbeat=self._heartbeat, max_msg_size=8 << 20
                     ) as ws:
                         self._ws = ws
+                        self.reachable = True
                         delays = backoff_delays(self._min, self._max)  # reset after success
                         await on_status(True, "")
                         async for msg in ws:
@@ -99,8 +115,10 @@ class RelayFeed:
                                 continue
                             if isinstance(event, dict):
                                 await on_event(event)
-                        reason = f"the relay closed the feed ({ws.close_code})"
+                        reason = _closed(ws.close_code)
+                        self.reachable = False  # stopping, most likely: the retry tells
                 except aiohttp.WSServerHandshakeError as exc:
+                    self.reachable = True
                     reason = (
                         "the relay refused the console token: set the same RELAY_CONSOLE_TOKEN "
                         "for relay and console"
@@ -108,7 +126,8 @@ class RelayFeed:
                         else f"the relay refused the feed (HTTP {exc.status})"
                     )
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                    reason = f"cannot reach the relay at {self.url} ({exc.__class__.__name__})"
+                    self.reachable = False
+                    reason = f"cannot reach the relay at {self.url} ({_plain(exc)})"
                 finally:
                     self._ws = None
                 if self._stopped.is_set():

@@ -36,7 +36,7 @@ async def hang_up(
         try:
             async with twilio(settings) as tw:
                 await tw.hang_up(call_sid)
-            return HangUpResult("hung up (Twilio ended the call)", False, "twilio")
+            return HangUpResult("Hung up: Twilio ended the call.", False, "twilio")
         except TwilioError as exc:
             twilio_error = f"Twilio could not hang up ({exc}); "
     why = await send({"type": "call.end", "call_sid": call_sid})
@@ -44,4 +44,4 @@ async def hang_up(
         return HangUpResult(f"{twilio_error}{why}", True, "relay")
     if twilio_error:
         return HangUpResult(f"{twilio_error}asked the relay to end the call", True, "relay")
-    return HangUpResult("hanging up…", False, "relay")
+    return HangUpResult("Hanging up…", False, "relay")

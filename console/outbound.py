@@ -45,3 +45,22 @@ def check_call(to_raw: str, caller_id: str, options: list[str]) -> OutboundCall:
     if to == from_:
         raise PhoneNumberError("the number to call is the caller ID itself")
     return OutboundCall(to=to, from_=from_)
+
+
+def twilio_unavailable(twilio_configured: bool, simulator: bool) -> str:
+    """Why outbound calls and recordings cannot work here, as one line ("" when they can).
+
+    They go through the Twilio REST API to a real phone line, which the simulator has not.
+    """
+    if simulator:
+        return (
+            "Simulator mode: outbound calls and recordings need a real phone line. To use "
+            "them, set OPENAI_API_KEY for the relay and TWILIO_ACCOUNT_SID, "
+            "TWILIO_AUTH_TOKEN and PUBLIC_URL for relay and console, then restart both."
+        )
+    if not twilio_configured:
+        return (
+            "Outbound calls and recordings use Twilio: set TWILIO_ACCOUNT_SID and "
+            "TWILIO_AUTH_TOKEN in .env, then restart the console."
+        )
+    return ""

@@ -158,3 +158,28 @@ def templates(backend_tools: list[dict[str, Any]]) -> dict[str, tuple[str, bool]
     out = {f"{t.get('name')} (backend)": (_pretty(t), True) for t in backend_tools}
     out.update({label: (_pretty(t), False) for label, t in TEMPLATES.items()})
     return out
+
+
+def blank_tool(taken: set[str]) -> str:
+    """What "Add tool" opens with: a new function skeleton under a name not in use yet
+    (starting from an existing tool would overwrite it on Save)."""
+    name, n = "my_tool", 1
+    while name in taken:
+        n += 1
+        name = f"my_tool_{n}"
+    return _pretty(
+        {
+            "type": "function",
+            "name": name,
+            "description": "What the tool does, for the model.",
+            "parameters": {"type": "object", "properties": {}},
+        }
+    )
+
+
+def name_clash(key: str, keys: list[str], editing: int) -> str:
+    """Why a tool cannot be saved under `key` ("" if it can): another row has that name."""
+    for i, other in enumerate(keys):
+        if other == key and i != editing:
+            return f'A tool named "{key}" already exists: edit that one, or choose another name.'
+    return ""

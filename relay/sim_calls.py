@@ -15,30 +15,12 @@ log = logging.getLogger("relay.sim")
 
 def start_sim_call(ctx: RelayContext, seconds: float) -> str:
     """Start a simulated caller against this relay; returns its CallSid."""
-    from .sim.caller import (
-        Hangup,
-        Silence,
-        Speak,
-        Step,
-        WaitForAssistant,
-        WaitForAssistantDone,
-        place_call,
-    )
+    from .sim.caller import conversation, place_call
 
     if len(ctx.sim_tasks) >= 5:
         raise ValueError("five simulated calls are already running")
     call_sid = "CA" + secrets.token_hex(16)
-    seconds = max(5.0, min(seconds, 300.0))
-    steps: list[Step] = [WaitForAssistantDone(timeout=8)]
-    turns = max(1, int(seconds // 6))
-    for _ in range(turns):
-        steps += [
-            Speak(ms=1200),
-            Silence(ms=600),
-            WaitForAssistant(timeout=8),
-            WaitForAssistantDone(timeout=15),
-        ]
-    steps.append(Hangup())
+    steps = conversation(max(5.0, min(seconds, 300.0)))
 
     async def run() -> None:
         try:
@@ -46,6 +28,8 @@ def start_sim_call(ctx: RelayContext, seconds: float) -> str:
             record = await place_call(
                 ctx.public_base, steps=steps, auth_token=auth, call_sid=call_sid
             )
+            # Not among the problems: the relay hanging up (the console's Hang up, the
+            # agent's end_call) is a normal end; the call's end reason says which.
             problems = record.failures + record.protocol_errors
         except Exception as exc:
             problems = [f"{type(exc).__name__}: {exc}"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from console.calls import CallBook, CallLog
+from console.calls import CallBook, CallLog, percentile
 
 SID = "CA1"
 
@@ -224,13 +224,14 @@ def test_dtmf_errors_latency_usage_session() -> None:
     log.apply(model({"type": "session.updated", "session": {"instructions": "Be brief"}}))
     assert [r[:2] for r in rows(log)] == [
         ("dtmf", "pressed 5"),
-        ("error", "model error bad_voice: no"),
-        ("error", "twilio error 31921: stream closed"),
+        ("error", "The model reported a problem: no"),
+        ("error", "Twilio reported a problem: stream closed"),
     ]
     assert [(p.turn, p.latency_ms) for p in log.latency] == [(1, 640), (2, 820)]
     assert log.usage.total_tokens == 15 and log.usage.audio_input_tokens == 5
     assert log.applied_session == {"instructions": "Be brief"}
-    assert log.last_error.startswith("twilio error")
+    assert log.last_error.startswith("Twilio reported")
+    assert [ln.note for ln in log.lines if ln.role == "error"] == ["bad_voice", "31921"]
 
 
 def test_call_book_lifecycle() -> None:
@@ -275,7 +276,7 @@ def test_call_book_lifecycle() -> None:
     )
     log = book.calls[SID]
     assert not log.live and log.usage.total_tokens == 99
-    assert log.lines[-1].text == "call ended (hangup) after 12 s"
+    assert log.lines[-1].text == "call ended: hangup, after 12 s"
     assert [c.call_sid for c in book.ordered()] == ["CA0", SID]  # live first
     book.hello([])  # relay restarted: CA0 is gone
     assert not book.calls["CA0"].live
@@ -304,7 +305,7 @@ def test_model_reconnects_and_switches_show_as_model_lines() -> None:
             "model",
             "moved to a fresh model session (gpt-realtime-mini): model changed from the console",
         ),
-        ("error", "model error switch_failed: connect refused"),
+        ("error", "The model reported a problem: connect refused"),
     ]
     assert log.model == "gpt-realtime-mini"
     assert log.live  # a reconnect is not the end of the call
@@ -316,3 +317,61 @@ def test_console_notes_land_in_the_transcript() -> None:
     assert rows(log) == [
         ("recording", "recording RE1 in-progress (automatic), dual channel", "done")
     ]
+
+
+def test_end_reason_in_plain_words_from_the_code_or_the_relay_text() -> None:
+    log = CallLog(SID)
+    assert log.end_reason == ""
+    log.apply(ev("call.ended", summary={"end_reason": "console_ended", "duration_s": 4.2}))
+    assert log.end_reason == "hung up from the console"
+    assert log.lines[-1].text == "call ended: hung up from the console, after 4 s"
+    other = CallLog("CA2")
+    other.apply(ev("call.ended", summary={"end_reason": "caller_hung_up", "reason": "Bye"}))
+    assert other.end_reason == "Bye"
+
+
+def test_latency_is_voice_to_voice_per_turn_with_p50_p95() -> None:
+    log = CallLog(SID)
+    assert log.latency_stats() == (None, None)  # nothing yet, not "0 ms"
+    for ms in (300.4, 280, 900):
+        log.apply(ev("turn.latency", item_id="i", latency_ms=ms))
+    assert [p.latency_ms for p in log.latency] == [300, 280, 900]
+    p50, p95 = log.latency_stats()
+    assert p50 == 300 and p95 is not None and 800 < p95 < 900
+    # Once over, the relay's own figures (the same as /metrics and the call record) win.
+    log.apply(ev("call.ended", summary={"latency_p50_ms": 301.0, "latency_p95_ms": 850.0}))
+    assert log.latency_stats() == (301.0, 850.0)
+
+
+def test_percentile() -> None:
+    assert percentile([], 50) is None
+    assert percentile([5.0], 95) == 5.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+
+
+def test_calls_that_ended_before_the_console_connected_are_listed() -> None:
+    book = CallBook()
+    book.hello(
+        [],
+        ended=[
+            {
+                "call_sid": "CA9",
+                "from": "+15550001111",
+                "started_at": 100.0,
+                "state": "ended",
+                "summary": {
+                    "duration_s": 7.0,
+                    "end_reason": "caller_hung_up",
+                    "turns": 2,
+                    "latency_ms": [310.0, 290.0],
+                },
+            }
+        ],
+    )
+    log = book.calls["CA9"]
+    assert not log.live and not log.seen_live
+    assert log.end_reason == "the caller hung up"
+    assert [p.latency_ms for p in log.latency] == [310, 290]
+    assert log.lines[-1].ts == 107.0
+    book.hello([], ended=[{"call_sid": "CA9", "summary": {"end_reason": "error"}}])
+    assert log.end_reason == "the caller hung up"  # told once

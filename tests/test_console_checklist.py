@@ -6,7 +6,7 @@ import httpx
 import pytest
 import respx
 
-from console.checklist import ChecklistResult, run_checklist
+from console.checklist import ChecklistResult, FeedStatus, Step, live_update, run_checklist
 from console.settings import ConsoleSettings
 from console.twilio_service import TwilioService
 from shared.secret import Secret
@@ -65,7 +65,7 @@ def status(result: ChecklistResult) -> dict[str, str]:
 @respx.mock
 async def test_all_green() -> None:
     mock_all()
-    result = await check(settings(), feed_connected=True)
+    result = await check(settings(), feed=FeedStatus(online=True))
     assert set(status(result).values()) == {"ok"}
     assert result.ready
     assert "Acme" in result.steps[0].detail
@@ -74,7 +74,7 @@ async def test_all_green() -> None:
 @respx.mock
 async def test_empty_webhook_is_a_failure_with_an_action() -> None:
     mock_all(voice_urls=("",))
-    result = await check(settings(), feed_connected=True)
+    result = await check(settings(), feed=FeedStatus(online=True))
     webhook = next(s for s in result.steps if s.key == "webhook")
     assert webhook.status == "fail" and "empty" in webhook.detail
     assert "Update webhook" in webhook.todo and f"{PUBLIC}/twiml" in webhook.todo
@@ -84,10 +84,10 @@ async def test_empty_webhook_is_a_failure_with_an_action() -> None:
 @respx.mock
 async def test_wrong_webhook_and_choice_among_numbers() -> None:
     mock_all(voice_urls=("https://old.example/twiml", f"{PUBLIC}/twiml"))
-    first = await check(settings(), feed_connected=True)
+    first = await check(settings(), feed=FeedStatus(online=True))
     assert status(first)["webhook"] == "fail"
     assert "old.example" in next(s for s in first.steps if s.key == "webhook").detail
-    chosen = await check(settings(), feed_connected=True, chosen_number_sid=f"PN{1:032d}")
+    chosen = await check(settings(), feed=FeedStatus(online=True), chosen_number_sid=f"PN{1:032d}")
     assert chosen.chosen is not None and chosen.chosen.phone_number == "+14155550101"
     assert status(chosen)["webhook"] == "ok"
 
@@ -98,7 +98,7 @@ async def test_ngrok_warning_page_is_not_the_relay() -> None:
     respx.get(f"{PUBLIC}/health").respond(
         200, html="<html>You are about to visit abc.ngrok.app ... ngrok</html>"
     )
-    result = await check(settings(), feed_connected=True)
+    result = await check(settings(), feed=FeedStatus(online=True))
     step = next(s for s in result.steps if s.key == "public_url")
     assert step.status == "fail" and "ngrok warning page" in step.detail and step.todo
 
@@ -107,7 +107,7 @@ async def test_ngrok_warning_page_is_not_the_relay() -> None:
 async def test_public_url_answering_as_another_relay_fails() -> None:
     mock_all()
     respx.get(f"{PUBLIC}/health").respond(json={**HEALTH, "version": "9.9.9"})
-    assert status(await check(settings(), feed_connected=True))["public_url"] == "fail"
+    assert status(await check(settings(), feed=FeedStatus(online=True)))["public_url"] == "fail"
 
 
 @respx.mock
@@ -131,7 +131,7 @@ async def test_no_credentials_no_numbers() -> None:
     mock_all(voice_urls=())
     missing = await check(settings(twilio_account_sid="", twilio_auth_token=Secret("")))
     assert "TWILIO_ACCOUNT_SID" in missing.steps[0].todo
-    none = await check(settings(), feed_connected=True)
+    none = await check(settings(), feed=FeedStatus(online=True))
     step = next(s for s in none.steps if s.key == "number")
     assert step.status == "fail" and step.link
 
@@ -140,7 +140,7 @@ async def test_no_credentials_no_numbers() -> None:
 async def test_simulator_mode_skips_twilio_with_reason() -> None:
     respx.get(f"{RELAY}/health").respond(json={**HEALTH, "simulator": True})
     twilio_api = respx.route(host="api.twilio.com")
-    result = await check(settings(public_url=""), feed_connected=True)
+    result = await check(settings(public_url=""), feed=FeedStatus(online=True))
     assert status(result) == {
         "twilio": "skipped",
         "number": "skipped",
@@ -160,3 +160,37 @@ async def test_relay_url_not_a_relay(body: object) -> None:
     respx.get(f"{RELAY}/health").respond(json=body)
     result = await check(settings(twilio_account_sid="", public_url=""))
     assert status(result)["relay"] == "fail"
+
+
+def test_feed_still_connecting_is_not_a_failure_and_not_ready() -> None:
+    steps = [Step("relay", "Relay reachable", "ok", "x"), Step("feed", "Console feed", "ok")]
+    connecting = live_update(
+        steps,
+        FeedStatus(connecting=True),
+        version="1",
+        relay_url=RELAY,
+        live_calls=0,
+        simulator=True,
+    )
+    assert [s.status for s in connecting] == ["ok", "pending"]
+
+
+def test_live_update_follows_the_relay_going_away_and_calls_starting() -> None:
+    steps = [
+        Step("twilio", "Twilio account", "skipped"),
+        Step("relay", "Relay reachable", "ok", "relay 1 at x, 0 live call(s)"),
+        Step("feed", "Console feed", "ok", "receiving live events"),
+    ]
+    live = dict(version="1.2", relay_url=RELAY, simulator=True)
+    busy = live_update(steps, FeedStatus(online=True), live_calls=2, **live)  # type: ignore[arg-type]
+    assert "2 live call(s)" in busy[1].detail and busy[1].status == "ok"
+    gone = FeedStatus(reason=f"cannot reach the relay at {RELAY} (nothing answers there)")
+    down = live_update(busy, gone, live_calls=0, **live)  # type: ignore[arg-type]
+    assert down[0].status == "skipped"
+    assert down[1].status == "fail" and down[1].detail.startswith("relay offline: cannot reach")
+    assert "make run" in down[1].todo
+    assert down[2].status == "fail" and "reconnects by itself" in down[2].todo
+    refused = FeedStatus(reason="the relay refused the console token", reachable=True)
+    token = live_update(busy, refused, live_calls=0, **live)  # type: ignore[arg-type]
+    assert token[1].status == "ok"  # it answered: reachable, just not ours to watch
+    assert "RELAY_CONSOLE_TOKEN" in token[2].todo

@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from console.config_form import ConfigForm, FormError, from_session, to_session
+from console.config_form import (
+    ConfigForm,
+    FormError,
+    from_session,
+    plain_session_error,
+    to_session,
+)
 from console.tools import ToolError, entry, parse_tool, session_tools, templates
 from shared.session import DEFAULT_SESSION
 
@@ -67,20 +73,36 @@ def test_no_turn_detection_is_null() -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "field"),
+    ("change", "message"),
     [
-        ({"speed": "fast"}, "speed"),
-        ({"speed": "3"}, "audio.output.speed"),
-        ({"voice": "robot"}, "audio.output.voice"),
-        ({"turn_detection": "server_vad", "threshold": "2"}, "threshold"),
-        ({"max_output_tokens": "lots"}, "max output tokens"),
+        ({"speed": "fast"}, "Speed must be a number (not 'fast')."),
+        ({"speed": "3"}, "Speed must be between 0.25 and 1.5."),
+        ({"voice": "robot"}, "Voice: unknown voice 'robot'; allowed: alloy"),
+        ({"turn_detection": "server_vad", "threshold": "2"}, "Threshold must be between 0 and 1."),
+        ({"turn_detection": "server_vad", "silence_duration_ms": "-1"}, "Silence must be 0 ms"),
+        ({"max_output_tokens": "lots"}, "Max output tokens must be a whole number"),
+        ({"max_output_tokens": "9000"}, "from 1 to 4096, or inf."),
     ],
 )
-def test_bad_form_values_name_the_field(change: dict[str, str], field: str) -> None:
+def test_bad_form_values_say_what_is_wrong_in_plain_words(
+    change: dict[str, str], message: str
+) -> None:
     form = ConfigForm(**change)  # type: ignore[arg-type]
     with pytest.raises(FormError) as err:
         to_session(form)
-    assert field in str(err.value)
+    assert message in str(err.value)
+    assert "`" not in str(err.value) and "audio." not in str(err.value)
+
+
+def test_the_relays_refusal_in_plain_words() -> None:
+    assert (
+        plain_session_error("audio.output.speed: Expected `float` <= 1.5")
+        == "Speed must be between 0.25 and 1.5."
+    )
+    assert plain_session_error("instructions: Expected `str`, got `int`") == (
+        "Instructions: expected text, got int."
+    )
+    assert plain_session_error("no live call") == "no live call"
 
 
 def test_beta_session_fills_the_form() -> None:
@@ -178,3 +200,16 @@ def test_greeting_is_saved_for_new_calls_only(
 
 def test_the_relays_greeting_fills_the_form() -> None:
     assert from_session(DEFAULT_SESSION, greeting="Hi there").greeting == "Hi there"
+
+
+def test_add_tool_starts_from_an_unused_name_and_saving_never_overwrites() -> None:
+    from console.tools import blank_tool, name_clash
+
+    first = json.loads(blank_tool(set()))
+    assert first["name"] == "my_tool" and parse_tool(blank_tool(set()))
+    assert json.loads(blank_tool({"my_tool", "my_tool_2"}))["name"] == "my_tool_3"
+    keys = ["get_weather_from_coords", "lookup_order"]
+    assert "already exists" in name_clash("lookup_order", keys, editing=-1)  # a new tool
+    assert name_clash("lookup_order", keys, editing=1) == ""  # saving itself
+    assert "already exists" in name_clash("lookup_order", keys, editing=0)  # a rename onto it
+    assert name_clash("new_one", keys, editing=-1) == ""

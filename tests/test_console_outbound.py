@@ -85,7 +85,7 @@ async def test_simulated_or_unconfigured_calls_end_through_the_relay() -> None:
     for settings, simulator in ((twilio_settings(), True), (twilio_settings(False), False)):
         relay = Relay()
         result = await hang_up(CALL, settings, simulator=simulator, send=relay)
-        assert (result.via, result.error, result.message) == ("relay", False, "hanging up…")
+        assert (result.via, result.error, result.message) == ("relay", False, "Hanging up…")
         assert relay.sent == [{"type": "call.end", "call_sid": CALL}]
     assert not respx.calls
 

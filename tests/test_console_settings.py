@@ -98,6 +98,11 @@ def test_delay_grows_after_failures_and_resets() -> None:
     assert t.delay(1001) == 0
 
 
+def test_the_wait_is_said_in_whole_seconds() -> None:
+    assert "checking the password in 1 s" in auth.wait_message(0.5)
+    assert "in 5 s" in auth.wait_message(auth.MAX_DELAY_S)
+
+
 @pytest.mark.parametrize(
     ("raw", "e164"),
     [("+1 (415) 555-0100", "+14155550100"), ("0044 20 7946 0958", "+442079460958")],

@@ -286,16 +286,31 @@ async def test_gaps_skip_silence_frames(peer: Peer) -> None:
     assert [m["media"]["chunk"] for m in media] == [str(i) for i in range(1, 11)]
 
 
-async def test_relay_closing_first_is_a_failure(peer: Peer) -> None:
+async def test_relay_hanging_up_first_is_a_normal_end(peer: Peer) -> None:
+    """A normal close (1000) is how the relay hangs up (console, end_call): not a failure."""
+
     async def hang_up(p: Peer, msg: dict[str, Any]) -> None:
         if msg["media"]["chunk"] == "3" and p.ws is not None:
-            await p.ws.close()
+            await p.ws.close(code=1000)
 
     peer.on_media = hang_up
     record = await SimCaller(ws_url(peer)).run([Silence(2000), Hangup()])
-    assert record.closed_by == "relay"
-    assert record.failures and "closed the stream" in record.failures[0]
+    assert record.closed_by == "relay" and record.close_code == 1000
+    assert record.ok, record.summary()
+    assert "during Silence with 1 step(s) not done" in record.ended_by_relay
     assert record.duration_s < 1.5
+
+
+async def test_relay_closing_with_an_error_is_a_failure(peer: Peer) -> None:
+    async def fail(p: Peer, msg: dict[str, Any]) -> None:
+        if msg["media"]["chunk"] == "3" and p.ws is not None:
+            await p.ws.close(code=1011)
+
+    peer.on_media = fail
+    record = await SimCaller(ws_url(peer)).run([Silence(2000), Hangup()])
+    assert record.closed_by == "relay" and not record.ok
+    assert "closed the stream (code 1011) during Silence" in record.failures[0]
+    assert not record.ended_by_relay
 
 
 async def test_place_call_follows_the_twilio_flow(peer: Peer) -> None:

@@ -2,11 +2,16 @@
 # (Reflex Vars are built dynamically from state annotations; mypy cannot follow them.)
 from __future__ import annotations
 
+from typing import Any
+
 import reflex as rx
 
 from console.components.common import panel, status_badge
 from console.state.feed import FeedState
 from console.state.twilio import PhoneState
+
+# Outbound calls and recordings go through Twilio: off, with the reason, when it is absent.
+TWILIO_OFF = FeedState.twilio_note != ""
 
 
 def _call(row: rx.Var) -> rx.Component:  # type: ignore[type-arg]
@@ -19,7 +24,8 @@ def _call(row: rx.Var) -> rx.Component:  # type: ignore[type-arg]
             align="center",
             width="100%",
         ),
-        rx.text(row["sid"], size="1", color_scheme="gray", trim="both"),
+        rx.text(row["sid"], size="1", color_scheme="gray", word_break="break-all"),
+        rx.cond(row["reason"] != "", rx.text(row["reason"], size="1", color_scheme="gray")),
         on_click=FeedState.select_call(row["sid"]),
         cursor="pointer",
         padding="6px 8px",
@@ -27,6 +33,7 @@ def _call(row: rx.Var) -> rx.Component:  # type: ignore[type-arg]
         width="100%",
         background=rx.cond(row["sid"] == FeedState.selected, "var(--accent-3)", "transparent"),
         class_name="call-row",
+        custom_attrs={"data-sid": row["sid"], "data-state": row["state"]},
     )
 
 
@@ -46,14 +53,36 @@ def calls_panel() -> rx.Component:
                     color_scheme="red",
                     variant="soft",
                     on_click=FeedState.end_call,
+                    id="hang-up",
                 ),
             ),
             spacing="2",
+            wrap="wrap",
+        ),
+        rx.hstack(
+            rx.switch(
+                checked=FeedState.follow, on_change=FeedState.set_follow, size="1", id="follow"
+            ),
+            rx.text("Follow live calls (show each new call as it starts)", size="1"),
+            align="center",
         ),
         rx.cond(
             FeedState.calls.length() > 0,
-            rx.vstack(rx.foreach(FeedState.calls, _call), spacing="1", width="100%"),
+            rx.vstack(rx.foreach(FeedState.calls, _call), spacing="1", width="100%", id="calls"),
             rx.text("No calls yet this session.", size="1", color_scheme="gray"),
+        ),
+    )
+
+
+def _message(text: Any, error: Any, id: str) -> rx.Component:
+    return rx.cond(
+        text != "",
+        rx.text(
+            text,
+            size="1",
+            color_scheme=rx.cond(error, "red", "gray"),
+            id=id,
+            overflow_wrap="anywhere",
         ),
     )
 
@@ -61,12 +90,18 @@ def calls_panel() -> rx.Component:
 def outbound_panel() -> rx.Component:
     return panel(
         "Outbound call",
+        rx.cond(
+            TWILIO_OFF,
+            rx.callout(FeedState.twilio_note, icon="info", size="1", id="twilio-note"),
+        ),
         rx.input(
             placeholder="To, e.g. +14155550100",
             value=PhoneState.to_number,
             on_change=PhoneState.set_to_number,
             size="1",
             width="100%",
+            disabled=TWILIO_OFF,
+            id="to-number",
         ),
         rx.cond(
             PhoneState.caller_ids.length() > 0,
@@ -79,15 +114,19 @@ def outbound_panel() -> rx.Component:
                     size="1",
                     width="100%",
                     id="caller-id",
+                    disabled=TWILIO_OFF,
                 ),
                 spacing="0",
                 width="100%",
             ),
-            rx.text(
-                "No caller ID yet: set TWILIO_OUTBOUND_NUMBER or run the checklist to list "
-                "the account's numbers.",
-                size="1",
-                color_scheme="gray",
+            rx.cond(
+                ~TWILIO_OFF,
+                rx.text(
+                    "No caller ID yet: set TWILIO_OUTBOUND_NUMBER or run the checklist to list "
+                    "the account's numbers.",
+                    size="1",
+                    color_scheme="gray",
+                ),
             ),
         ),
         rx.cond(
@@ -95,45 +134,46 @@ def outbound_panel() -> rx.Component:
             rx.text(PhoneState.auto_record, size="1", color_scheme="gray"),
             rx.hstack(
                 rx.switch(
-                    checked=PhoneState.record_call, on_change=PhoneState.set_record_call, size="1"
+                    checked=PhoneState.record_call,
+                    on_change=PhoneState.set_record_call,
+                    size="1",
+                    disabled=TWILIO_OFF,
                 ),
                 rx.text("Record this call (dual channel; check consent laws)", size="1"),
                 align="center",
             ),
         ),
-        rx.button("Call", size="1", on_click=PhoneState.place_call),
-        recording_controls(),
-        rx.cond(
-            PhoneState.message != "",
-            rx.text(
-                PhoneState.message, size="1", color_scheme=rx.cond(PhoneState.error, "red", "gray")
-            ),
+        rx.button(
+            "Call", size="1", on_click=PhoneState.place_call, disabled=TWILIO_OFF, id="place-call"
         ),
+        _message(PhoneState.message, PhoneState.error, "call-message"),
+        recording_controls(),
     )
 
 
 def recording_controls() -> rx.Component:
+    def button(label: str, on_click: Any, id: str) -> rx.Component:
+        return rx.button(
+            label, size="1", variant="soft", on_click=on_click, disabled=TWILIO_OFF, id=id
+        )
+
     return rx.vstack(
         rx.text("Recording of the selected call", size="2", weight="medium"),
         rx.hstack(
-            rx.button("Start", size="1", variant="soft", on_click=PhoneState.start_recording),
-            rx.button(
-                "Pause", size="1", variant="soft", on_click=PhoneState.set_recording("paused")
-            ),
-            rx.button(
-                "Resume", size="1", variant="soft", on_click=PhoneState.set_recording("in-progress")
-            ),
-            rx.button(
-                "Stop", size="1", variant="soft", on_click=PhoneState.set_recording("stopped")
-            ),
-            rx.button("List", size="1", variant="soft", on_click=PhoneState.list_recordings),
+            button("Start", PhoneState.start_recording, "rec-start"),
+            button("Pause", PhoneState.set_recording("paused"), "rec-pause"),
+            button("Resume", PhoneState.set_recording("in-progress"), "rec-resume"),
+            button("Stop", PhoneState.set_recording("stopped"), "rec-stop"),
+            button("List", PhoneState.list_recordings, "rec-list"),
             spacing="1",
             wrap="wrap",
         ),
+        _message(PhoneState.rec_message, PhoneState.rec_error, "rec-message"),
         recording_status(),
         rx.foreach(PhoneState.recordings, _recording),
         spacing="1",
         width="100%",
+        id="recording",
     )
 
 

@@ -13,11 +13,13 @@ def _step(step: rx.Var) -> rx.Component:  # type: ignore[type-arg]
         status_badge(step["status"]),
         rx.vstack(
             rx.text(step["title"], weight="medium", size="2"),
-            rx.text(step["detail"], size="1", color_scheme="gray"),
+            rx.text(step["detail"], size="1", color_scheme="gray", overflow_wrap="anywhere"),
             rx.cond(
                 step["status"] == "fail",
                 rx.hstack(
-                    rx.text("→ ", step["todo"], size="1", color_scheme="red"),
+                    rx.text(
+                        "→ ", step["todo"], size="1", color_scheme="red", overflow_wrap="anywhere"
+                    ),
                     rx.cond(
                         step["link"] != "",
                         rx.link("open", href=step["link"], is_external=True, size="1"),
@@ -30,10 +32,12 @@ def _step(step: rx.Var) -> rx.Component:  # type: ignore[type-arg]
             ),
             spacing="0",
             align="start",
+            min_width="0",
         ),
         align="start",
         spacing="2",
         class_name="check-step",
+        custom_attrs={"data-key": step["key"], "data-status": step["status"]},
     )
 
 
@@ -52,8 +56,12 @@ def checklist_panel() -> rx.Component:
                 ChecklistState.steps.length() > 0,
                 rx.cond(
                     ChecklistState.ready,
-                    rx.badge("ready", color_scheme="green"),
-                    rx.badge("not ready", color_scheme="red"),
+                    rx.badge("ready", color_scheme="green", id="ready"),
+                    rx.cond(
+                        ChecklistState.pending,
+                        rx.badge("checking…", color_scheme="blue", id="ready"),
+                        rx.badge("not ready", color_scheme="red", id="ready"),
+                    ),
                 ),
             ),
             spacing="2",

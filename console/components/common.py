@@ -13,6 +13,7 @@ def panel(title: str, *children: rx.Component, **props: object) -> rx.Component:
     return rx.card(
         rx.vstack(rx.heading(title, size="3"), *children, spacing="2", width="100%"),
         width="100%",
+        min_width="0",
         **props,
     )
 

@@ -36,6 +36,7 @@ def _select(name: str, options: tuple[str, ...] | list[str], label: str) -> rx.C
 
 
 def _input(name: str, label: str, **props: object) -> rx.Component:
+    props.setdefault("id", f"field-{name}")
     return _label(
         label,
         rx.input(
@@ -169,18 +170,32 @@ def config_panel() -> rx.Component:
             spacing="2",
             wrap="wrap",
         ),
-        rx.text(ConfigState.status, size="1", color_scheme="gray"),
-        rx.cond(
-            ConfigState.error != "",
-            rx.callout(ConfigState.error, color_scheme="red", size="1", id="config-error"),
+        # One line, replaced on each action: what happened to the last Apply / Save.
+        rx.text(
+            ConfigState.status,
+            size="1",
+            color_scheme=rx.match(
+                ConfigState.status_kind, ("error", "red"), ("ok", "green"), "gray"
+            ),
+            id="config-status",
+            custom_attrs={"data-kind": ConfigState.status_kind},
         ),
         rx.cond(
             FeedState.applied_session != "",
             rx.vstack(
-                rx.text("What the model applied (session.updated)", size="1", weight="bold"),
+                rx.text(
+                    "The session of call ",
+                    FeedState.selected,
+                    rx.cond(FeedState.selected_live, "", " (ended)"),
+                    " as the model applied it (session.updated)",
+                    size="1",
+                    weight="bold",
+                    overflow_wrap="anywhere",
+                ),
                 mono(FeedState.applied_session, max_height="220px", overflow="auto", width="100%"),
                 spacing="1",
                 width="100%",
+                min_width="0",
             ),
         ),
     )

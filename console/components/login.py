@@ -31,7 +31,14 @@ def login_page() -> rx.Component:
                         type="submit",
                         width="100%",
                         loading=AuthState.login_busy,
+                        disabled=AuthState.login_busy,
                         id="login",
+                    ),
+                    rx.cond(
+                        AuthState.login_wait != "",
+                        rx.callout(
+                            AuthState.login_wait, color_scheme="amber", size="1", id="login-wait"
+                        ),
                     ),
                     rx.cond(
                         AuthState.login_error != "",
@@ -48,7 +55,7 @@ def login_page() -> rx.Component:
                         ),
                     ),
                     spacing="3",
-                    width="320px",
+                    width="min(320px, 80vw)",
                 ),
                 on_submit=AuthState.login,
                 reset_on_submit=True,

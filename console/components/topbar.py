@@ -10,7 +10,7 @@ from console.state.feed import FeedState
 
 def topbar() -> rx.Component:
     return rx.hstack(
-        rx.heading("Phone relay console", size="5"),
+        rx.heading("Phone relay console", size=rx.breakpoints(initial="4", sm="5")),
         rx.cond(
             FeedState.online,
             rx.badge("relay online", color_scheme="green", id="relay-status"),
@@ -29,6 +29,7 @@ def topbar() -> rx.Component:
                 size="2",
                 color_scheme=rx.cond(FeedState.notice_error, "red", "gray"),
                 id="notice",
+                overflow_wrap="anywhere",
             ),
         ),
         # Every 5 s: restart this session's relay feed if the backend lost it (e.g. a restart).
@@ -36,7 +37,8 @@ def topbar() -> rx.Component:
         rx.button("Log out", variant="soft", on_click=AuthState.logout, size="1"),
         align="center",
         spacing="3",
+        wrap="wrap",
         width="100%",
-        padding="12px 16px",
+        padding=rx.breakpoints(initial="8px 10px", sm="12px 16px"),
         border_bottom="1px solid var(--gray-5)",
     )

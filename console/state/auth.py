@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import reflex as rx
 from reflex_base.event import EventSpec
@@ -18,6 +19,7 @@ class AuthState(rx.State):
         "", name="console_session", max_age=auth.SESSION_SECONDS, same_site="strict"
     )
     login_error: str = ""
+    login_wait: str = ""  # what the page says while a throttled attempt waits
     login_busy: bool = False
 
     def authed(self) -> bool:
@@ -28,25 +30,27 @@ class AuthState(rx.State):
         return bool(console_settings.get().password)
 
     @rx.event
-    async def login(self, form: dict[str, str]) -> EventSpec | None:
+    async def login(self, form: dict[str, str]) -> AsyncIterator[EventSpec | None]:
         password = console_settings.get().password
         delay = auth.throttle.delay(time.monotonic())
-        self.login_busy = True
+        self.login_busy, self.login_error = True, ""
         if delay:
+            # Say so while waiting: a silent delay looks like a refusal.
+            self.login_wait = auth.wait_message(delay)
+            yield None
             await asyncio.sleep(delay)  # slows guessing; the compare itself is constant-time
-        self.login_busy = False
+        self.login_busy, self.login_wait = False, ""
         if auth.check_password(password, form.get("password", "")):
             auth.throttle.succeeded()
             self.session_token = auth.issue_token(password)
-            self.login_error = ""
-            return rx.redirect("/")
+            yield rx.redirect("/")
+            return
         auth.throttle.failed(time.monotonic())
         self.login_error = (
             "Wrong password."
             if password
             else "CONSOLE_PASSWORD is not set: set it in .env and restart the console."
         )
-        return None
 
     @rx.event
     def logout(self) -> EventSpec:

@@ -13,6 +13,7 @@ from console.config_form import (
     session_command,
     to_session,
 )
+from console.messages import applied, command_failed
 from console.state.auth import AuthState
 
 _BOOLS = ("create_response", "interrupt_response")
@@ -34,8 +35,14 @@ def _from_strings(values: dict[str, str]) -> ConfigForm:
 class ConfigState(AuthState):
     form: dict[str, str] = _to_strings(ConfigForm())
     pristine: bool = True
-    status: str = "Not sent yet: the relay's default applies."
-    error: str = ""
+    # One status line, replaced (never added to): what happened to the last Apply / Save.
+    status: str = "Not sent yet: new calls use the relay's default, shown here."
+    status_kind: str = "info"  # info | pending | ok | error
+    sent_scope: str = ""  # the scope of the session.update awaiting the relay's answer
+    sent_call: str = ""  # and the call it went to: the status names it, calls come and go
+
+    def _say(self, kind: str, text: str) -> None:
+        self.status_kind, self.status = kind, text
 
     def load_default(self, session: dict[str, Any], greeting: str, only_if_pristine: bool) -> None:
         """Show the relay's default session and greeting (unless the user is editing)."""
@@ -45,6 +52,14 @@ class ConfigState(AuthState):
             self.form = _to_strings(from_session(session, greeting=greeting))
         except ValueError:
             return  # a default we cannot show keeps the current form
+
+    def settled(self, ok: bool, message: str) -> None:
+        """The relay's answer to the session.update this panel sent."""
+        if ok:
+            self._say("ok", applied(self.sent_scope, self.sent_call))
+        else:
+            self._say("error", command_failed("session.update", message))
+        self.sent_scope = ""
 
     @rx.event
     def set_field(self, name: str, value: str | bool) -> None:
@@ -67,25 +82,23 @@ class ConfigState(AuthState):
         tools = await self.get_state(ToolsState)
         call_sid = feed.selected if feed.selected_live else None
         if scope in ("call", "both") and call_sid is None:
-            self.error = "No live call is selected: pick one, or save as default."
+            self._say("error", "No live call is selected: pick one, or Save as default.")
             return
         try:
             session = to_session(_from_strings(self.form), tools.session_tools())
         except FormError as exc:
-            self.error = str(exc)
+            self._say("error", str(exc))
             return
         why = await send_command(
             self.router.session.client_token,
             session_command(session, call_sid, scope, self.form.get("greeting", "")),
         )
-        self.error = why
-        if not why:
-            where = {
-                "call": "the live call",
-                "default": "new calls",
-                "both": "the call and new calls",
-            }
-            self.status = f"Sent to {where[scope]}; the model's answer shows below."
+        if why:
+            self._say("error", f"Not sent: {why}")
+            return
+        self.sent_scope, self.sent_call = scope, call_sid or ""
+        where = {"call": "the live call", "default": "the relay", "both": "the call and the relay"}
+        self._say("pending", f"Sent to {where[scope]}; waiting for its answer…")
 
     @rx.event
     async def say_greeting(self) -> None:
@@ -96,9 +109,9 @@ class ConfigState(AuthState):
         feed = await self.get_state(FeedState)
         text = self.form.get("greeting", "").strip()
         if not feed.selected_live or not text:
-            self.error = "Select a live call and type a greeting first."
+            self._say("error", "Select a live call and type a greeting first.")
             return
-        self.error = await send_command(
+        why = await send_command(
             self.router.session.client_token,
             {
                 "type": "response.create",
@@ -106,3 +119,7 @@ class ConfigState(AuthState):
                 "response": {"instructions": f"Say exactly: {text}"},
             },
         )
+        if why:
+            self._say("error", f"Not sent: {why}")
+        else:
+            self._say("ok", "The assistant says the greeting now.")

@@ -18,8 +18,11 @@ from reflex_base.event import EventSpec
 from console import recording
 from console import settings as console_settings
 from console.calls import CallBook, CallLog
+from console.checklist import FeedStatus
 from console.feed import FeedOffline, RelayFeed
 from console.hangup import hang_up
+from console.messages import command_done, command_failed, relay_problem
+from console.outbound import twilio_unavailable
 from console.phone import mask
 from console.state.auth import AuthState
 from console.twilio_service import TwilioError, twilio
@@ -30,6 +33,8 @@ QUEUES: dict[str, asyncio.Queue[dict[str, Any]]] = {}
 TASKS: set[asyncio.Task[None]] = set()
 _log = logging.getLogger("console.feed")
 GONE_AFTER_S = 60.0  # stop a feed whose browser has been gone this long
+NOTICE_S, NOTICE_ERROR_S = 10.0, 30.0  # how long the top bar keeps a notice
+SIM_CALL_S = 60  # long enough to answer a tool, apply a setting or hang up meanwhile
 
 
 def broadcast(event: dict[str, Any]) -> None:
@@ -100,33 +105,55 @@ def _time(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else ""
 
 
+def _label(log: CallLog) -> str:
+    return mask(log.from_) if log.from_.startswith("+") else (log.from_ or "caller")
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f} ms"
+
+
 def _call_row(log: CallLog) -> dict[str, str]:
     return {
         "sid": log.call_sid,
-        "label": mask(log.from_) if log.from_.startswith("+") else (log.from_ or "caller"),
+        "label": _label(log),
         "to": log.to,
         "state": log.state,
         "started": _time(log.started_at),
         "live": "1" if log.live else "",
+        "reason": log.end_reason,
     }
 
 
 class FeedState(AuthState):
     online: bool = False
+    feed_tried: bool = False  # a first connection attempt has finished
+    reachable: bool = False  # the relay answered the last attempt (even if it refused)
     offline_reason: str = "connecting to the relay…"
     simulator: bool = False
     relay_version: str = ""
+    twilio_note: str = ""  # why outbound calls and recordings are off ("" = available)
     calls: list[dict[str, str]] = []
     selected: str = ""
+    auto_selected: bool = True  # the console picked the call, not the user
+    follow: bool = False  # show every new call as it starts
+    new_call: str = ""  # a call that started while the user reads another one
+    new_call_label: str = ""
     call_state: str = ""
+    call_end_reason: str = ""
+    call_seen_live: bool = True
     lines: list[dict[str, str]] = []
     functions: list[dict[str, str]] = []
     latency: list[dict[str, int]] = []
-    usage: dict[str, int] = {}
+    latency_last: str = ""  # "" until the first turn: there is nothing to show yet
+    latency_p50: str = ""
+    latency_p95: str = ""
+    usage: dict[str, str] = {}  # token counts as text; empty until a response is done
     applied_session: str = ""
     call_error: str = ""
     notice: str = ""
     notice_error: bool = False
+    notice_at: float = 0.0  # notices go away after a while: an old one would mislead
     default_session_json: str = ""
     default_greeting: str = ""
     backend_tools_json: str = "[]"
@@ -138,8 +165,9 @@ class FeedState(AuthState):
         return self.call_state not in ("", "ended")
 
     @rx.var
-    def last_latency_ms(self) -> int:
-        return self.latency[-1]["latency_ms"] if self.latency else 0
+    def relay_down(self) -> bool:
+        """Offline after trying (not while the first connection is still being made)."""
+        return self.feed_tried and not self.online
 
     # --- the feed loop -----------------------------------------------------------------
 
@@ -165,7 +193,9 @@ class FeedState(AuthState):
                     queue.put_nowait(ev)
 
         async def on_status(online: bool, why: str) -> None:
-            queue.put_nowait({"type": "_status", "online": online, "why": why})
+            queue.put_nowait(
+                {"type": "_status", "online": online, "why": why, "reachable": feed.reachable}
+            )
 
         runner = asyncio.create_task(feed.run(on_event, on_status))
         gone_since: float | None = None
@@ -201,18 +231,25 @@ class FeedState(AuthState):
         """Fold a batch of events in; returns the calls this feed should start recording."""
         book = BOOKS.setdefault(self.router.session.client_token, CallBook())
         to_record: list[tuple[str, bool]] = []
+        checklist_changed = False
         for ev in batch:
             kind = ev.get("type")
             if kind == "_status":
                 self.online = bool(ev["online"])
                 self.offline_reason = str(ev["why"])
+                self.reachable = bool(ev.get("reachable"))
+                self.feed_tried = True
+                checklist_changed = True
             elif kind == "_recording":
                 log = book.calls.get(str(ev.get("call_sid")))
                 if log is not None:
                     log.note("recording", str(ev.get("line") or ""), float(ev.get("ts") or 0.0))
             elif kind == "relay.hello":
-                book.hello(list(ev.get("calls") or []))
+                book.hello(list(ev.get("calls") or []), list(ev.get("ended") or []))
                 self.simulator = bool(ev.get("simulator"))
+                self.twilio_note = twilio_unavailable(
+                    console_settings.get().twilio_configured, self.simulator
+                )
                 self.relay_version = str(ev.get("version") or "")
                 self.backend_tools_json = json.dumps(ev.get("tools") or [])
                 self.default_greeting = str(ev.get("greeting") or "")
@@ -220,32 +257,74 @@ class FeedState(AuthState):
                 # Calls already live when this console connected: record them too, unless
                 # a recording is already running (a previous console process may have one).
                 to_record += [(c.call_sid, True) for c in book.ordered() if self._records(c)]
+                checklist_changed = True
             elif kind == "session.default":
                 self.default_greeting = str(ev.get("greeting") or "")
                 await self._new_default(ev.get("session") or {}, first=False)
             elif kind == "error" and not ev.get("call_sid"):
-                self.notice_error = True
-                code = f" {ev['code']}" if ev.get("code") else ""
-                self.notice = f"{ev.get('source', 'relay')} error{code}: {ev.get('message', '')}"
-            elif kind in ("command.ok", "command.error"):
-                self.notice_error = kind == "command.error"
-                self.notice = (
-                    f"{ev.get('command')}: {ev.get('message')}"
-                    if self.notice_error
-                    else f"{ev.get('command')}: applied"
+                self._notify(
+                    relay_problem(str(ev.get("source") or ""), str(ev.get("message"))), True
                 )
+            elif kind in ("command.ok", "command.error"):
+                await self._command_result(kind == "command.ok", ev)
             else:
                 log = book.apply(ev)
                 if kind == "call.started" and log is not None:
-                    current = book.calls.get(self.selected)
-                    if current is None or not current.live:
-                        self.selected = log.call_sid
+                    self._started(book, log)
                     if self._records(log):
                         to_record.append((log.call_sid, False))
+                checklist_changed |= kind in ("call.started", "call.ended")
         if not self.selected and book.calls:
-            self.selected = book.ordered()[0].call_sid
+            self._select(book.ordered()[0].call_sid, auto=True)
         self._refresh()
+        if checklist_changed:
+            await self._checklist_live(book)
         return to_record
+
+    def _started(self, book: CallBook, log: CallLog) -> None:
+        """A new call: show it if asked to (or if nothing the user chose is on screen);
+        otherwise say it started, and keep the transcript the user is reading."""
+        current = book.calls.get(self.selected)
+        if self.follow or current is None or (self.auto_selected and not current.live):
+            self._select(log.call_sid, auto=True)
+        elif log.call_sid != self.selected:
+            self.new_call, self.new_call_label = log.call_sid, _label(log)
+
+    def _notify(self, text: str, error: bool = False) -> None:
+        self.notice, self.notice_error, self.notice_at = text, error, time.time()
+
+    def _select(self, sid: str, *, auto: bool) -> None:
+        self.selected, self.auto_selected = sid, auto
+        if self.new_call == sid:
+            self.new_call = self.new_call_label = ""
+
+    async def _command_result(self, ok: bool, ev: dict[str, Any]) -> None:
+        command, message = str(ev.get("command") or ""), str(ev.get("message") or "")
+        if command == "session.update":  # the configuration panel sent it: say it there
+            from console.state.config import ConfigState
+
+            (await self.get_state(ConfigState)).settled(ok, message)
+            return
+        self._notify(command_done(command) if ok else command_failed(command, message), not ok)
+
+    async def _checklist_live(self, book: CallBook) -> None:
+        from console.state.twilio import ChecklistState
+
+        checklist = await self.get_state(ChecklistState)
+        checklist.live(
+            self.feed_status(),
+            version=self.relay_version,
+            live_calls=sum(c.live for c in book.calls.values()),
+            simulator=self.simulator,
+        )
+
+    def feed_status(self) -> FeedStatus:
+        return FeedStatus(
+            online=self.online,
+            connecting=not self.feed_tried,
+            reason="" if self.online else self.offline_reason,
+            reachable=self.reachable,
+        )
 
     def _records(self, log: CallLog) -> bool:
         """Should this feed start the recording of `log`? (Claims it: once per process.)"""
@@ -275,9 +354,12 @@ class FeedState(AuthState):
         if log is None:
             self.lines, self.functions, self.latency, self.usage = [], [], [], {}
             self.call_state = self.call_error = self.applied_session = ""
+            self.call_end_reason = self.latency_last = self.latency_p50 = self.latency_p95 = ""
             return
         self.call_state = log.state
         self.call_error = log.last_error
+        self.call_end_reason = log.end_reason
+        self.call_seen_live = log.seen_live
         self.lines = [
             {
                 "id": ln.id,
@@ -304,15 +386,22 @@ class FeedState(AuthState):
             for f in reversed(list(log.functions.values()))
         ]
         self.latency = [{"turn": p.turn, "latency_ms": p.latency_ms} for p in log.latency[-50:]]
+        p50, p95 = log.latency_stats()
+        self.latency_p50, self.latency_p95 = _ms(p50), _ms(p95)
+        self.latency_last = _ms(log.latency[-1].latency_ms) if log.latency else ""
         u = log.usage
-        self.usage = {
-            "input": u.input_tokens,
-            "output": u.output_tokens,
-            "total": u.total_tokens,
-            "audio_in": u.audio_input_tokens,
-            "audio_out": u.audio_output_tokens,
-            "cached": u.cached_tokens,
-        }
+        self.usage = (
+            {
+                "input": str(u.input_tokens),
+                "output": str(u.output_tokens),
+                "total": str(u.total_tokens),
+                "audio_in": str(u.audio_input_tokens),
+                "audio_out": str(u.audio_output_tokens),
+                "cached": str(u.cached_tokens),
+            }
+            if u.total_tokens
+            else {}
+        )
         self.applied_session = (
             json.dumps(log.applied_session, indent=2) if log.applied_session else ""
         )
@@ -320,6 +409,9 @@ class FeedState(AuthState):
     @rx.event
     def ensure_feed(self) -> EventSpec | None:
         """Polled by the page: a backend restart loses the socket but not the page's state."""
+        keep = NOTICE_ERROR_S if self.notice_error else NOTICE_S
+        if self.notice and time.time() - self.notice_at > keep:
+            self.notice = ""
         if not self.authed() or self.router.session.client_token in FEEDS:
             return None
         self.online = False
@@ -330,19 +422,37 @@ class FeedState(AuthState):
 
     async def _send(self, command: dict[str, Any], done: str) -> None:
         why = await send_command(self.router.session.client_token, command)
-        self.notice_error = bool(why)
-        self.notice = why or done
+        self._notify(why or done, bool(why))
 
     @rx.event
     def select_call(self, sid: str) -> None:
         if self.authed():
-            self.selected = sid
+            self._select(sid, auto=False)
+            self._refresh()
+
+    @rx.event
+    def show_new_call(self) -> None:
+        if self.authed() and self.new_call:
+            self._select(self.new_call, auto=False)
+            self._refresh()
+
+    @rx.event
+    def set_follow(self, value: bool) -> None:
+        if not self.authed():
+            return
+        self.follow = value
+        book = BOOKS.get(self.router.session.client_token)
+        newest = next((c for c in book.ordered() if c.live), None) if book else None
+        if value and newest is not None:
+            self._select(newest.call_sid, auto=True)
             self._refresh()
 
     @rx.event
     async def sim_call(self) -> None:
         if self.authed():
-            await self._send({"type": "sim.call", "seconds": 30}, "simulated call requested")
+            await self._send(
+                {"type": "sim.call", "seconds": SIM_CALL_S}, "Starting a simulated call…"
+            )
 
     @rx.event
     async def end_call(self) -> None:
@@ -354,7 +464,7 @@ class FeedState(AuthState):
             return await send_command(token, command)
 
         result = await hang_up(self.selected, console_settings.get(), self.simulator, send)
-        self.notice, self.notice_error = result.message, result.error
+        self._notify(result.message, result.error)
 
     @rx.event
     async def answer_function(self, form: dict[str, str]) -> None:
@@ -367,5 +477,5 @@ class FeedState(AuthState):
                 "call_id": form.get("call_id", ""),
                 "output": form.get("output", ""),
             },
-            "function output sent",
+            "Sending the answer…",
         )

@@ -8,7 +8,15 @@ from typing import Any
 import reflex as rx
 
 from console.state.auth import AuthState
-from console.tools import ToolEntry, ToolError, entry, parse_tool, templates
+from console.tools import (
+    ToolEntry,
+    ToolError,
+    blank_tool,
+    entry,
+    name_clash,
+    parse_tool,
+    templates,
+)
 
 
 def _row(e: ToolEntry) -> dict[str, str]:
@@ -30,6 +38,7 @@ class ToolsState(AuthState):
     editor_index: int = -1
     editor_text: str = ""
     editor_error: str = ""
+    confirm_delete: int = -1  # the row asking "delete it?"
 
     @rx.var
     def template_names(self) -> list[str]:
@@ -59,18 +68,27 @@ class ToolsState(AuthState):
             self.dirty = True
 
     @rx.event
+    def ask_delete(self, index: int) -> None:
+        self.confirm_delete = index
+
+    @rx.event
+    def keep(self) -> None:
+        self.confirm_delete = -1
+
+    @rx.event
     def delete(self, index: int) -> None:
-        if self.authed() and 0 <= index < len(self.tools):
+        if self.authed() and 0 <= index < len(self.tools) and index == self.confirm_delete:
             self.tools = [*self.tools[:index], *self.tools[index + 1 :]]
             self.dirty = True
+        self.confirm_delete = -1
 
     @rx.event
     def open_editor(self, index: int) -> None:
         self.editor_index = index
         if 0 <= index < len(self.tools):
             self.editor_text = self.tools[index]["json"]
-        else:
-            self.editor_text = next(iter(self.template_json.values()), "{}")
+        else:  # a new tool: never one that exists (Save would overwrite it)
+            self.editor_text = blank_tool({t["key"] for t in self.tools})
         self.editor_error = ""
         self.editor_open = True
 
@@ -89,10 +107,13 @@ class ToolsState(AuthState):
     def _validate(self, text: str) -> None:
         self.editor_text = text
         try:
-            parse_tool(text)
-            self.editor_error = ""
+            tool = parse_tool(text)
         except ToolError as exc:
             self.editor_error = str(exc)
+            return
+        key = str(tool.get("name") or tool.get("server_label") or "")
+        editing = self.editor_index if 0 <= self.editor_index < len(self.tools) else -1
+        self.editor_error = name_clash(key, [t["key"] for t in self.tools], editing)
 
     @rx.event
     def save_tool(self) -> None:
@@ -104,16 +125,12 @@ class ToolsState(AuthState):
             self.editor_error = str(exc)
             return
         row = _row(entry(tool, backend=tool.get("name") in self.backend_names))
-        keys = [t["key"] for t in self.tools]
-        if 0 <= self.editor_index < len(self.tools):
-            self.tools = [
-                *self.tools[: self.editor_index],
-                row,
-                *self.tools[self.editor_index + 1 :],
-            ]
-        elif row["key"] in keys:
-            i = keys.index(row["key"])
-            self.tools = [*self.tools[:i], row, *self.tools[i + 1 :]]
+        editing = self.editor_index if 0 <= self.editor_index < len(self.tools) else -1
+        if clash := name_clash(row["key"], [t["key"] for t in self.tools], editing):
+            self.editor_error = clash
+            return
+        if editing >= 0:
+            self.tools = [*self.tools[:editing], row, *self.tools[editing + 1 :]]
         else:
             self.tools = [*self.tools, row]
         self.dirty = True

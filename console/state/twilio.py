@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import httpx
 import reflex as rx
 
 from console import media
 from console import settings as console_settings
-from console.checklist import run_checklist
-from console.outbound import caller_id_options, check_call, initial_caller_id
+from console.checklist import FeedStatus, Step, live_update, ready, run_checklist
+from console.outbound import caller_id_options, check_call, initial_caller_id, twilio_unavailable
 from console.phone import PhoneNumberError
 from console.recording import RECORDER, CallRecording
 from console.state.auth import AuthState
@@ -25,6 +25,7 @@ class ChecklistState(AuthState):
     chosen_sid: str = ""
     checking: bool = False
     ready: bool = False
+    pending: bool = False  # a step is still being found out (e.g. the feed connecting)
     message: str = ""
 
     @rx.var
@@ -55,19 +56,9 @@ class ChecklistState(AuthState):
                 http,
                 twilio=tw,
                 chosen_number_sid=self.chosen_sid,
-                feed_connected=feed.online,
+                feed=feed.feed_status(),
             )
-        self.steps = [
-            {
-                "key": s.key,
-                "title": s.title,
-                "status": s.status,
-                "detail": s.detail,
-                "todo": s.todo,
-                "link": s.link,
-            }
-            for s in result.steps
-        ]
+        self._show(result.steps)
         self.numbers = [
             {
                 "sid": n.sid,
@@ -77,10 +68,30 @@ class ChecklistState(AuthState):
             for n in result.numbers
         ]
         self.chosen_sid = result.chosen.sid if result.chosen else ""
-        self.ready = result.ready
         self.checking = False
         phone = await self.get_state(PhoneState)
         phone.set_account_numbers([n.phone_number for n in result.numbers])
+
+    def _show(self, steps: list[Step]) -> None:
+        self.steps = [asdict(s) for s in steps]
+        self.ready = ready(steps)
+        self.pending = any(s.status == "pending" for s in steps)
+
+    def live(self, feed: FeedStatus, *, version: str, live_calls: int, simulator: bool) -> None:
+        """Keep the relay and feed steps true to what the feed sees right now."""
+        if self.steps:
+            steps = [Step(**s) for s in self.steps]  # type: ignore[arg-type]
+            relay_url = console_settings.get().relay_url
+            self._show(
+                live_update(
+                    steps,
+                    feed,
+                    version=version,
+                    relay_url=relay_url,
+                    live_calls=live_calls,
+                    simulator=simulator,
+                )
+            )
 
     @rx.event
     async def choose(self, label: str) -> None:
@@ -107,8 +118,11 @@ class PhoneState(AuthState):
     to_number: str = ""
     caller_id: str = ""
     caller_ids: list[str] = []
+    # Each control's outcome shows next to it: the Call button's, and the recording's.
     message: str = ""
     error: bool = False
+    rec_message: str = ""
+    rec_error: bool = False
     record_call: bool = False
     auto_record: str = ""  # what the page says about CONSOLE_RECORD_CALLS
     recordings: list[dict[str, str]] = []
@@ -118,6 +132,16 @@ class PhoneState(AuthState):
 
     def _ok(self, text: str) -> None:
         self.message, self.error = text, False
+
+    def _rec(self, text: str, error: bool) -> None:
+        self.rec_message, self.rec_error = text, error
+
+    async def _unavailable(self) -> str:
+        """Why Twilio controls cannot work here (the page disables them; this is the check)."""
+        from console.state.feed import FeedState
+
+        simulator = (await self.get_state(FeedState)).simulator
+        return twilio_unavailable(console_settings.get().twilio_configured, simulator)
 
     @rx.event
     def init(self) -> None:
@@ -152,6 +176,9 @@ class PhoneState(AuthState):
     async def place_call(self) -> None:
         if not self.authed():
             return
+        if why := await self._unavailable():
+            self._fail(why)
+            return
         try:
             call = check_call(self.to_number, self.caller_id, self.caller_ids)
         except PhoneNumberError as exc:
@@ -179,34 +206,47 @@ class PhoneState(AuthState):
         broadcast(recording_event(rec))
         (await self.get_state(FeedState))._refresh()
 
+    async def _recording_call(self) -> str:
+        """The selected call, or "" after saying why recording cannot be used now."""
+        if not self.authed():
+            return ""
+        if why := await self._unavailable():
+            self._rec(why, True)
+            return ""
+        call_sid = await self._selected_call()
+        if not call_sid:
+            self._rec("Select a call first.", True)
+        return call_sid
+
     @rx.event
     async def start_recording(self) -> None:
-        call_sid = await self._selected_call()
-        if not self.authed() or not call_sid:
+        call_sid = await self._recording_call()
+        if not call_sid:
             return
         current = RECORDER.get(call_sid)
         if current and current.status in ("starting", "in-progress", "paused"):
-            self._fail(
-                f"This call is already being recorded ({current.recording_sid or 'starting'})."
+            self._rec(
+                f"This call is already being recorded ({current.recording_sid or 'starting'}).",
+                True,
             )
             return
         try:
             async with twilio(console_settings.get()) as tw:
                 rec = await tw.start_recording(call_sid)
         except TwilioError as exc:
-            self._fail(str(exc))
+            self._rec(str(exc), True)
             return
         await self._publish(CallRecording(call_sid, rec.sid, rec.status))
-        self._ok(f"Recording {rec.sid}")
+        self._rec(f"Recording {rec.sid}", False)
 
     @rx.event
     async def set_recording(self, status: str) -> None:
-        call_sid = await self._selected_call()
-        if not self.authed() or not call_sid:
+        call_sid = await self._recording_call()
+        if not call_sid:
             return
         current = RECORDER.get(call_sid)
         if current is None or not current.recording_sid:
-            self._fail("No recording of this call to change: start one first.")
+            self._rec("No recording of this call to change: start one first.", True)
             return
         if status not in ("in-progress", "paused", "stopped"):
             return
@@ -215,21 +255,21 @@ class PhoneState(AuthState):
             async with twilio(console_settings.get()) as tw:
                 rec = await tw.set_recording_status(call_sid, current.recording_sid, wanted)
         except TwilioError as exc:
-            self._fail(str(exc))
+            self._rec(str(exc), True)
             return
         await self._publish(replace(current, status=rec.status, error=""))
-        self._ok(f"Recording {rec.sid} {rec.status}")
+        self._rec(f"Recording {rec.sid} {rec.status}", False)
 
     @rx.event
     async def list_recordings(self) -> None:
-        call_sid = await self._selected_call()
-        if not self.authed() or not call_sid:
+        call_sid = await self._recording_call()
+        if not call_sid:
             return
         try:
             async with twilio(console_settings.get()) as tw:
                 recs = await tw.list_recordings(call_sid)
         except TwilioError as exc:
-            self._fail(str(exc))
+            self._rec(str(exc), True)
             return
         password = console_settings.get().password
         self.recordings = [
@@ -242,4 +282,4 @@ class PhoneState(AuthState):
             }
             for r in recs
         ]
-        self._ok(f"{len(recs)} recording(s)")
+        self._rec(f"{len(recs)} recording(s)", False)

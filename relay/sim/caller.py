@@ -114,6 +114,35 @@ def one_turn(speak_ms: int = 600, pause_ms: int = 400, wait_s: float = 8.0) -> l
     ]
 
 
+TURN_S = 6.0  # roughly one caller turn plus the answer, with the default script
+ANSWER_WAIT_S = 45.0  # a console-answered tool may keep the assistant quiet this long
+
+
+def conversation(seconds: float, *, interrupt_first: bool = True) -> list[Step]:
+    """A demo call of about `seconds`: hear any greeting, then a turn every ~6 s (the first
+    one talks over the answer), then hang up.
+
+    The waits for an answer are long on purpose: the default script calls a tool that
+    waits for a console to answer it (up to the relay's RELAY_CONSOLE_TOOL_TIMEOUT_S), and a
+    caller keeps holding the line meanwhile, as a person would.
+    """
+    steps: list[Step] = [WaitForAssistantDone(timeout=8.0)]
+    turns = max(1, round(seconds / TURN_S))
+    if interrupt_first:
+        steps += barge_in(heard_ms=800, speak_ms=1200, pause_ms=600)[:-1]
+        steps.append(WaitForAssistantDone(timeout=ANSWER_WAIT_S))
+        turns -= 1
+    for _ in range(turns):
+        steps += [
+            Speak(ms=1200),
+            Silence(ms=600),
+            WaitForAssistant(timeout=ANSWER_WAIT_S),
+            WaitForAssistantDone(timeout=ANSWER_WAIT_S),
+        ]
+    steps.append(Hangup())
+    return steps
+
+
 # --- what happened ---------------------------------------------------------------------
 
 
@@ -155,6 +184,9 @@ class CallRecord:
     turns: list[Turn] = field(default_factory=list)
     protocol_errors: list[str] = field(default_factory=list)  # relay broke the Twilio protocol
     failures: list[str] = field(default_factory=list)  # the call did not go as scripted
+    # The relay hung up normally (close 1000) before the script was done: the console's
+    # Hang up, the agent's end_call, a transfer. A normal end of a call, not a failure.
+    ended_by_relay: str = ""
     closed_by: str = ""  # "caller" or "relay"
     close_code: int | None = None
     duration_s: float = 0.0
@@ -185,6 +217,8 @@ class CallRecord:
             f"  clears: {clears}",
             f"  turn latency: {lat}",
         ]
+        if self.ended_by_relay:
+            lines.append(f"  {self.ended_by_relay}")
         lines += [f"  protocol error: {e}" for e in self.protocol_errors]
         lines += [f"  failure: {e}" for e in self.failures]
         return "\n".join(lines)
@@ -321,6 +355,7 @@ class SimCaller:
         except (aiohttp.ClientError, OSError) as exc:
             self.record.failures.append(f"stream connect failed: {exc!r}")
             return self.record
+        cut_short = ""
         try:
             for i, step in enumerate(steps):
                 if isinstance(step, Hangup):
@@ -329,14 +364,25 @@ class SimCaller:
                 await self.do(step, turn_ends=not isinstance(nxt, Speak))
                 if self.ended:
                     left = [s for s in steps[i:] if not isinstance(s, Hangup)]
-                    self.record.failures.append(
-                        f"the relay closed the stream during {type(step).__name__}"
-                        f" with {len(left)} step(s) not done"
-                    )
+                    cut_short = f"during {type(step).__name__} with {len(left)} step(s) not done"
                     break
         finally:
             await self.hangup()
+        if cut_short:
+            self._relay_ended(cut_short)
         return self.record
+
+    def _relay_ended(self, when: str) -> None:
+        """The relay closed the stream first: a hang-up (1000) or a failure (anything else).
+
+        Twilio ends a <Connect><Stream> call when the stream closes normally, so that is how
+        the relay hangs up; a dropped connection or an error code is not a hang-up.
+        """
+        code = self.record.close_code
+        if code == 1000:
+            self.record.ended_by_relay = f"the relay ended the call {when} (close 1000)"
+        else:
+            self.record.failures.append(f"the relay closed the stream (code {code}) {when}")
 
     async def do(self, step: Step, *, turn_ends: bool = True) -> bool:
         """Run one step; False if a wait timed out or the stream ended."""
@@ -419,6 +465,9 @@ class SimCaller:
                 await self._send(tw.Stop(streamSid=rec.stream_sid, stop=stop))
             with contextlib.suppress(Exception):
                 await ws.close()
+        elif self._tasks and not self._tasks[0].done():
+            # The relay closed first: let the reader take the close frame, for its code.
+            await asyncio.wait(self._tasks[:1], timeout=1.0)
         for task in self._tasks:
             task.cancel()
         if self._tasks:

@@ -32,16 +32,42 @@ class ToolCall:
 ScriptItem = Reply | ToolCall
 
 
+# A console-answered tool: the relay has no handler for it, so a console answers it (the
+# Function calls panel). `make run` adds it to the relay's default tools in simulator mode.
+LOOKUP_ORDER: dict[str, Any] = {
+    "type": "function",
+    "name": "lookup_order",
+    "description": "Look up the status of a customer's order by its number.",
+    "parameters": {
+        "type": "object",
+        "properties": {"order_number": {"type": "string", "description": "e.g. A1234"}},
+        "required": ["order_number"],
+    },
+}
+
+
 def _default_replies() -> list[ScriptItem]:
+    # One reply per caller turn, except that a tool call is followed by the answer the model
+    # gives once the tool's output is in: the relay asks for it with response.create.
     return [
         Reply("Hello! Thanks for calling. How can I help you today?"),
-        Reply("Sure, I can help with that. Could you tell me a little more?"),
-        Reply("Got it. Is there anything else I can do for you?"),
+        # A backend tool: the relay runs it (offline it answers an error at once).
+        ToolCall("get_weather_from_coords", {"latitude": 48.85, "longitude": 2.35}),
+        Reply("I have checked the weather in Paris for you."),
+        # A console-answered tool: it waits for an answer from the console (or times out).
+        ToolCall("lookup_order", {"order_number": "A1234"}),
+        Reply("Thanks for waiting. I have looked up order A1234 for you."),
+        Reply("You're welcome. Is there anything else I can do for you?"),
     ]
 
 
 def _default_transcripts() -> list[str]:
-    return ["Hi, can you hear me?", "I have a question about my order.", "No, that's all."]
+    return [
+        "Hi, can you hear me?",
+        "What's the weather like in Paris?",
+        "And where is my order A1234?",
+        "No, that's all. Thanks!",
+    ]
 
 
 @dataclass
