@@ -102,7 +102,9 @@ def main() -> int:
 
     def step(name: str, cost: float) -> None:
         bar.set_postfix_str(name)
-        bar.update(cost)
+        # Estimates can run short (a retried point): never past the total, which tqdm's
+        # "remaining" cannot format.
+        bar.update(max(0.0, min(cost, bar.total - bar.n)))
 
     if "hop" in only:
         hop: dict[str, Any] = {}

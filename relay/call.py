@@ -516,6 +516,9 @@ class CallBridge:
     def on_model(self, raw: str | bytes, now: float) -> list[Action]:
         if self.ended:
             return []
+        delta = rt.audio_delta(raw)  # the hot path: half the model's events, and never forwarded
+        if delta is not None:
+            return self._on_audio_delta(delta, now)
         try:
             event = rt.decode_server_event(raw)
         except msgspec.DecodeError as exc:
@@ -544,7 +547,7 @@ class CallBridge:
             actions += self._maybe_handover(now)
         return actions
 
-    def _on_audio_delta(self, ev: rt.OutputAudioDelta, now: float) -> list[Action]:
+    def _on_audio_delta(self, ev: rt.AudioDelta | rt.OutputAudioDelta, now: float) -> list[Action]:
         item = ev.item_id
         if item in self.interrupted_items or not ev.delta:
             return []  # in flight when the caller barged in: never play it

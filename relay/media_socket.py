@@ -74,9 +74,6 @@ class MediaStream:
             sid = self.runner.bridge.call_sid if self.runner is not None else "-"
             log.warning("/call (call %s): %s ignored (logged once per stream)", sid, detail)
 
-    async def send_text(self, data: str) -> None:
-        await self.ws.send_str(data)
-
     async def close(self, code: int, reason: str) -> None:
         try:
             await self.ws.close(code=code, message=reason.encode()[:120])
@@ -87,7 +84,7 @@ class MediaStream:
         ws = self.ws
         reason, detail = EndReason.ERROR, "the Twilio stream closed without a stop"
         decode = tw.decode_inbound
-        media_payload = tw.media_payload
+        hot_frame = tw.hot_frame
         monotonic = time.monotonic
         perf_counter = time.perf_counter
         hop = metrics.HOP_INBOUND
@@ -108,19 +105,29 @@ class MediaStream:
                     self.ignore("huge", f"{len(text)}-byte frame (limit {max_frame})")
                     continue
                 runner = self.runner
-                if runner is not None:
-                    # Fast path, ~98% of frames: a media frame, decoded to its payload only
-                    # (and safe to splice into JSON); anything else takes the full decode.
-                    payload = media_payload(text)
-                    if payload is not None:
+                hot = hot_frame(text) if runner is not None else None
+                if hot is not None:
+                    assert runner is not None
+                    # Fast path, ~98% of frames: caller audio, straight to the model socket.
+                    media = hot.media
+                    if media is not None:
                         media_frames += 1
                         timed = media_frames % HOP_SAMPLE == 0
                         t0 = perf_counter() if timed else 0.0
-                        data = runner.bridge.on_media(payload, monotonic())
-                        if data is not None:
-                            await runner.send_model(data)
+                        data = runner.bridge.on_media(media.payload, monotonic())
+                        model = runner.model_ws
+                        if data is not None and model is not None:
+                            try:
+                                await model.send_frame(data, TEXT)
+                            except (ConnectionError, RuntimeError):
+                                pass  # the model reader sees the close; the core decides
                             if timed:
                                 hop.observe(perf_counter() - t0)
+                        continue
+                    if hot.mark is not None and hot.streamSid == runner.bridge.stream_sid:
+                        actions = runner.bridge.on_mark(hot.mark.name, monotonic())
+                        if actions:
+                            await runner.execute(actions)
                         continue
                 try:
                     msg = decode(text)
@@ -202,7 +209,7 @@ class MediaStream:
         )
         # Every log line from this task and the call's tasks (created below) names the call.
         logs.current_call_sid.set(bridge.call_sid)
-        runner = CallRunner(ctx, bridge, self.send_text, self.close)
+        runner = CallRunner(ctx, bridge, self.ws.send_str, self.close)
         ctx.hub.add_call(runner)
         metrics.call_started()
         ctx.hub.publish(

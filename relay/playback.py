@@ -76,7 +76,9 @@ class PlaybackTracker:
         if name in self.flushed:
             self.flushed.discard(name)
             return None
-        if not any(m.name == name for m in self.pending):
+        pending = self.pending
+        # Echoes come in order: the first pending mark, almost always.
+        if not pending or (pending[0].name != name and all(m.name != name for m in pending)):
             return None
         while self.pending:
             mark = self.pending.popleft()

@@ -46,7 +46,7 @@ log = logging.getLogger("relay.runner")
 SendText = Callable[[str], Awaitable[None]]
 CloseTwilio = Callable[[int, str], Awaitable[None]]
 TEXT = aiohttp.WSMsgType.TEXT
-TIMER_TICK_S = 0.5  # deadlines (tool timeouts, hang-up fallback, rollover) are seconds away
+TIMER_TICK_S = 1.0  # deadlines (tool timeouts, hang-up fallback, rollover) are seconds away
 
 # Close codes for the Twilio stream, by why the relay ends it.
 _CLOSE_CODE = {
@@ -64,6 +64,7 @@ class CallRunner:
     close_twilio: CloseTwilio
     sockets: dict[int, aiohttp.ClientWebSocketResponse] = field(default_factory=dict)
     current: int = 0  # generation of the socket model events are read from and sent to
+    model_ws: aiohttp.ClientWebSocketResponse | None = None  # that socket, for the hot path
     _prewarm_sid: str | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _finished: bool = False
@@ -122,6 +123,7 @@ class CallRunner:
             if not ws.closed:
                 await ws.close()
         self.sockets.clear()
+        self.model_ws = None
         bridge = self.bridge
         summary = bridge.summary(time.time())
         hub = self.ctx.hub
@@ -145,7 +147,11 @@ class CallRunner:
         for action in actions:
             kind = type(action)
             if kind is ToTwilio:
-                await self._send_twilio(action.data)  # type: ignore[union-attr,arg-type]
+                if self._twilio_open:
+                    try:
+                        await self.send_twilio(action.data)  # type: ignore[union-attr,arg-type]
+                    except Exception:  # closed under us; the reader will finish the call
+                        self._twilio_open = False
             elif kind is ToModel:
                 await self.send_model(action.data)  # type: ignore[union-attr,arg-type]
             elif kind is ToConsole:
@@ -175,16 +181,8 @@ class CallRunner:
             elif kind == "model.reconnecting":
                 metrics.MODEL_RECONNECTS.inc()
 
-    async def _send_twilio(self, data: str) -> None:
-        if not self._twilio_open:
-            return
-        try:
-            await self.send_twilio(data)
-        except Exception:  # the socket closed under us; the reader will finish the call
-            self._twilio_open = False
-
     async def send_model(self, data: bytes) -> None:
-        ws = self.sockets.get(self.current)
+        ws = self.model_ws
         if ws is None or ws.closed:
             return
         try:
@@ -241,11 +239,12 @@ class CallRunner:
 
     def _make_current(self, gen: int) -> None:
         self.current = gen
-        ws = self.sockets[gen]
+        self.model_ws = ws = self.sockets[gen]
         self.spawn(self._read_model(gen, ws), "model")
 
     def _handover(self, gen: int) -> None:
         old = self.sockets.pop(self.current, None)
+        self.model_ws = None
         if gen in self.sockets:
             self._make_current(gen)
         if old is not None:
@@ -268,6 +267,8 @@ class CallRunner:
             log.warning("call %s: model socket error: %s", bridge.call_sid, type(exc).__name__)
         if self.sockets.get(gen) is ws:
             del self.sockets[gen]
+        if self.model_ws is ws:
+            self.model_ws = None
         if not self._finished:
             await execute(bridge.on_model_closed(gen, ws.close_code, time.monotonic()))
 

@@ -410,6 +410,41 @@ _dict_decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
 
 
+class AudioDelta(msgspec.Struct):
+    """Hot path: only what relaying an audio delta needs; other fields are skipped.
+
+    No pattern checks here (a regex over every delta cost more than the rest of the hop):
+    `audio_delta` only accepts events with no backslash, and without an escape a decoded
+    JSON string cannot hold a quote, a backslash or a control character, so the values are
+    safe to splice into JSON as they are."""
+
+    type: str
+    response_id: str = ""
+    item_id: str = ""
+    delta: str = ""
+
+
+_delta_decoder = msgspec.json.Decoder(AudioDelta)
+_DELTA_TYPE = "response.output_audio.delta"
+_DELTA_STR = f'"{_DELTA_TYPE}"'
+_DELTA_BYTES = _DELTA_STR.encode()
+
+
+def audio_delta(data: bytes | str) -> AudioDelta | None:
+    """Hot path: an audio delta, decoded lean (and validated for splicing), or None for any
+    other event (or a malformed one: `decode_server_event` then says why). Never raises."""
+    if isinstance(data, str):
+        if _DELTA_STR not in data or "\\" in data:
+            return None
+    elif _DELTA_BYTES not in data or b"\\" in data:
+        return None
+    try:
+        event = _delta_decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):
+        return None
+    return event if event.type == _DELTA_TYPE else None
+
+
 def decode_server_event(data: bytes | str) -> AnyServerEvent:
     """Decode one server event. Unknown types pass through; malformed JSON raises DecodeError."""
     try:

@@ -139,22 +139,29 @@ class _PayloadOnly(msgspec.Struct):
     payload: str
 
 
-class _HotFrame(msgspec.Struct):
+class _NameOnly(msgspec.Struct):
+    name: str
+
+
+class HotFrame(msgspec.Struct):
     """Just what the hot path needs from a frame; every other field is skipped, not built."""
 
     event: str
+    streamSid: str = ""
     media: _PayloadOnly | None = None
+    mark: _NameOnly | None = None
 
 
-_hot_decoder = msgspec.json.Decoder(_HotFrame)
+_hot_decoder = msgspec.json.Decoder(HotFrame)
 
 
-def media_payload(data: str) -> str | None:
-    """Hot path: the payload of a media frame, or None for anything else. Never raises.
+def hot_frame(data: str) -> HotFrame | None:
+    """Hot path: a media frame (its payload safe to splice into JSON) or a mark echo, decoded
+    lean; None for anything else, which `decode_inbound` then decodes, validates and reports.
+    Never raises.
 
-    On None, decode the frame with `decode_inbound` (which validates and reports). A frame
-    with a backslash always takes that path: only an escape can put a quote, a backslash or a
-    control character into a decoded string, and the payload is spliced into JSON as is.
+    A frame with a backslash always takes the full path: only an escape can put a quote, a
+    backslash or a control character into a decoded string, and payloads are spliced as is.
     """
     if "\\" in data:
         return None
@@ -162,9 +169,18 @@ def media_payload(data: str) -> str | None:
         frame = _hot_decoder.decode(data)
     except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):
         return None
-    if frame.event == "media" and frame.media is not None:
-        return frame.media.payload
+    event = frame.event
+    if (event == "media" and frame.media is not None) or (
+        event == "mark" and frame.mark is not None
+    ):
+        return frame
     return None
+
+
+def media_payload(data: str) -> str | None:
+    """Hot path: the payload of a media frame, or None for anything else (see `hot_frame`)."""
+    frame = hot_frame(data)
+    return frame.media.payload if frame is not None and frame.media is not None else None
 
 
 def decode_outbound(data: bytes | str) -> TwilioOutbound:

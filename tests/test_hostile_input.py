@@ -180,8 +180,8 @@ HOSTILE = [
     ),
     Hostile("media without a body", '{"event":"media","streamSid":"$SID"}', "malformed"),
     Hostile(
-        "sequenceNumber is a number",
-        '{"event":"mark","streamSid":"$SID","mark":{"name":"x"},"sequenceNumber":4}',
+        "mark name is a number",
+        '{"event":"mark","streamSid":"$SID","mark":{"name":4},"sequenceNumber":"4"}',
         "malformed",
     ),
     Hostile("unknown event", '{"event":"sendDigits","streamSid":"$SID"}', "malformed"),
