@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from .context import RelayContext
 from .keys import CONSOLES, RELAY
 from .media_socket import media_endpoint
 from .model_link import ModelConnector, PrewarmPool
+from .runner import tick_calls
 from .security import console_refusal, public_http_url, public_ws_url
 from .settings import DEFAULT_REALTIME_URL, Settings
 from .tools.builtins import default_registry
@@ -165,9 +167,11 @@ def create_app(settings: Settings) -> web.Application:
         async with aiohttp.ClientSession(connector=connector) as http:
             ctx = build_context(settings, http, model_url)
             app[RELAY] = ctx
+            ticker = asyncio.get_running_loop().create_task(tick_calls(ctx.hub.calls))
             try:
                 yield
             finally:
+                ticker.cancel()
                 await ctx.prewarm.close()
                 if ctx.twilio is not None:
                     await ctx.twilio.close()
