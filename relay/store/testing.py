@@ -2,7 +2,7 @@
 loopback port (its unix socket in that folder too), stopped and deleted afterwards.
 
     server = PostgresServer.start()        # PostgresUnavailable if the binaries are missing
-    url = await server.create_database("t1")
+    url = server.create_database("t1")
     server.stop(); server.start_again()    # an outage, and the server coming back
     server.destroy()
 
@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
-NEEDED = ("initdb", "pg_ctl", "postgres")
+NEEDED = ("initdb", "pg_ctl", "postgres", "createdb")
 
 
 class PostgresUnavailable(RuntimeError):
@@ -137,14 +135,9 @@ class PostgresServer:
                 pass
         shutil.rmtree(self.root, ignore_errors=True)
 
-    async def create_database(self, name: str) -> str:
+    def create_database(self, name: str) -> str:
         """A fresh, empty database; returns its URL."""
-        conn: Any = await asyncpg.connect(self.url())
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name)
         return self.url(name)
 
     def _run(self, program: str, *args: str) -> None:
