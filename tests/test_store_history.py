@@ -353,6 +353,21 @@ async def test_redaction_keeps_only_the_last_four_digits(store_env: dict[str, st
         await store.close()
 
 
+async def test_nul_characters_are_removed_not_refused(store: Store) -> None:
+    """PostgreSQL refuses NUL in text and JSON; a tool's output may contain one."""
+    record = CallRecord(
+        call_sid="CA-nul",
+        started_at=NOW,
+        turns=[Turn(role="user", text="a\x00b")],
+        tool_calls=[ToolCall(call_id="c", name="t", output="bin\x00ary", arguments="{}")],
+    )
+    await write(store, record)
+    stored = await store.get_call("CA-nul")
+    assert stored is not None
+    assert stored.turns[0].text == "ab" and stored.tool_calls[0].output == "binary"
+    assert store.writer.stats.dropped == 0
+
+
 async def test_the_migrations_make_exactly_the_models_schema(store: Store) -> None:
     async with store.engine.connect() as conn:
         diff = await conn.run_sync(

@@ -183,3 +183,15 @@ def test_what_counts_as_the_database_being_away() -> None:
     assert not is_transient(sa_exc.IntegrityError("INSERT", {}, Exception("duplicate")))
     assert not is_transient(sa_exc.DataError("INSERT", {}, Exception("value too long")))
     assert not is_transient(ValueError("bad record"))
+
+    class ServerSays(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            self.sqlstate = sqlstate
+
+    # PostgreSQL starting up or shutting down, too many connections: try again later.
+    for code in ("57P03", "57P01", "53300", "08006", "40001"):
+        assert is_transient(sa_exc.DBAPIError("SELECT 1", {}, ServerSays(code))), code
+        assert is_transient(ServerSays(code)), code
+    # Bad data (invalid text, a constraint): retrying would never help.
+    for code in ("22021", "23505", "42P01"):
+        assert not is_transient(sa_exc.DBAPIError("INSERT", {}, ServerSays(code))), code

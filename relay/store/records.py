@@ -185,6 +185,23 @@ def encode(value: CallRecord | CallSummary | Any) -> bytes:
     return _encoder.encode(value)
 
 
+def strip_nul(record: CallRecord) -> CallRecord:
+    """The record without NUL characters in any string (a tool's output may hold them)."""
+    if b"\\u0000" not in _encoder.encode(record):
+        return record
+    return msgspec.convert(_without_nul(msgspec.to_builtins(record)), CallRecord)
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    return value
+
+
 def to_builtins(record: CallRecord) -> dict[str, Any]:
     out: dict[str, Any] = msgspec.to_builtins(record)
     return out

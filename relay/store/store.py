@@ -25,10 +25,11 @@ import aiohttp
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from . import metrics
 from .db import create_engine, migrate
 from .profiles import Profiles
 from .queries import CallFilter, Page, get_call, list_calls, upsert_calls
-from .records import CallRecord
+from .records import CallRecord, strip_nul
 from .redact import redact_record
 from .retention import Retention, delete_older_than
 from .settings import StoreSettings
@@ -40,6 +41,11 @@ log = logging.getLogger(__name__)
 
 # Start-up waits at most this long for the first migration; past it, the writer retries.
 STARTUP_TIMEOUT_S = 15.0
+
+
+class StoreUnavailable(ConnectionError):
+    """The schema could not be brought up to date: nothing can be written yet (the writer
+    keeps the records and retries, as for any unreachable database)."""
 
 
 class Store:
@@ -117,7 +123,9 @@ class Store:
                 self._schema_ready = True
 
     def prepare(self, record: CallRecord) -> CallRecord:
-        """What is stored and sent: numbers redacted if asked, the cost estimated."""
+        """What is stored and sent: numbers redacted if asked, the cost estimated, NUL
+        characters removed (PostgreSQL refuses them in text and JSON)."""
+        record = strip_nul(record)
         if self.settings.redact_numbers:
             record = redact_record(record)
         if record.cost_usd is None:
@@ -131,14 +139,19 @@ class Store:
         post-call webhook. Never awaits, never raises: the writer does the I/O."""
         try:
             record = self.prepare(record)
-        except Exception:
-            log.exception("history: could not prepare the record of %s", record.call_sid)
+        except Exception:  # never store what may be unredacted
+            log.exception("history: the record of %s was dropped", record.call_sid)
+            metrics.dropped.labels("rejected").inc()
+            return
         self.writer.submit(record)
         if self.webhook is not None and record.ended_at is not None:
             self.webhook.send(record)
 
     async def _write_batch(self, records: Sequence[CallRecord]) -> None:
-        await self.ensure_schema()
+        try:
+            await self.ensure_schema()
+        except Exception as exc:
+            raise StoreUnavailable(f"migrations did not run: {type(exc).__name__}: {exc}") from exc
         async with self.engine.begin() as conn:
             await upsert_calls(conn, records)
 

@@ -42,13 +42,28 @@ WriteBatch = Callable[[Sequence[CallRecord]], Awaitable[None]]
 WARN_EVERY_S = 60.0
 
 
+# SQLSTATE classes that mean "not now" rather than "not this data": connection exception,
+# transaction rollback (serialization, deadlock), insufficient resources (too many
+# connections, disk full), operator intervention (shutting down, starting up), system error.
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
+
 def is_transient(exc: BaseException) -> bool:
     """True when the database could not be reached, as opposed to refusing the data."""
     if isinstance(exc, sa_exc.DBAPIError):
-        return exc.connection_invalidated or isinstance(
+        if exc.connection_invalidated or isinstance(
             exc, (sa_exc.OperationalError, sa_exc.InterfaceError)
-        )
-    return isinstance(exc, (OSError, TimeoutError, ConnectionError, sa_exc.TimeoutError))
+        ):
+            return True
+        return _transient_sqlstate(exc.orig)
+    if isinstance(exc, (OSError, TimeoutError, sa_exc.TimeoutError)):
+        return True
+    return _transient_sqlstate(exc)
+
+
+def _transient_sqlstate(exc: object) -> bool:
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
 
 
 @dataclass
