@@ -1,7 +1,8 @@
 """Shared fixtures: a real PostgreSQL server for the store's tests.
 
-The server starts once per session, and only if a test asks for it: `-k sqlite` runs the
-store's SQLite half alone. Missing PostgreSQL binaries FAIL the PostgreSQL tests (CI
+The server starts once per session, and only if a test asks for it. Every test that needs
+it is marked `postgres`, so `pytest -m "not postgres"` runs the rest (the SQLite half of
+the store's tests) without one. Missing PostgreSQL binaries FAIL the PostgreSQL tests (CI
 installs them with .ci/run); they are never skipped silently.
 """
 
@@ -27,7 +28,7 @@ def pg_server() -> Iterator[PostgresServer]:
         server.destroy()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_env(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:

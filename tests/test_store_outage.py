@@ -25,6 +25,8 @@ from relay.store.db import current_revision
 from relay.store.testing import PostgresServer
 from shared.secret import Secret
 
+pytestmark = pytest.mark.postgres
+
 FRAME_MS = 20
 
 
