@@ -195,8 +195,8 @@ class WriteBehind:
                 return False
             log.warning("history: a batch of %d was refused (%s); writing one by one",
                         len(batch), _short(exc))  # fmt: skip
-            self._inflight = []
             for i, record in enumerate(batch):
+                self._inflight = batch[i:]  # what a cancelled close() would lose
                 try:
                     await self._write([record])
                 except Exception as one_exc:
@@ -206,6 +206,7 @@ class WriteBehind:
                     self._drop(record, "rejected", one_exc)
                 else:
                     self._written(1)
+            self._inflight = []
             return True
         self._inflight = []
         self._written(len(batch))
