@@ -58,8 +58,10 @@ CMD ["scripts/start-console", "prod"]
 # Last stage: the default target, which is what Railway builds (it passes no --target).
 FROM base AS relay
 COPY --from=deps /opt/venv /opt/venv
-# Code stays root-owned: the relay only reads it.
+# Code stays root-owned: the relay only reads it. It writes one folder: its store's default
+# SQLite file (RELAY_DATA_DIR=./data); mount a volume there to keep the history.
 COPY . .
+RUN mkdir -p /app/data && chown app:app /app/data
 USER app
 ENV PORT=8081
 EXPOSE 8081

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from relay import settings as relay_settings
+from relay.store import settings as store_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RELAY_PORT = 8081
@@ -82,12 +83,15 @@ def literal_env_names(path: Path) -> set[str]:
 
 
 def relay_env_names() -> set[str]:
-    """What relay/settings.py reads: every name from_env looks up in an empty environment
-    (all readers run, defaults apply), the session variables (some are read only when another
-    is set), and every literal name passed to a reader in the source."""
+    """What the relay reads: every name relay/settings.py and relay/store/settings.py look
+    up in an empty environment (all readers run, defaults apply), the session variables
+    (some are read only when another is set), and every literal name passed to a reader in
+    those sources."""
     env = RecordingEnv()
     relay_settings.from_env(env)
+    store_settings.from_env(env)
     names = env.seen | set(relay_settings._SESSION_ENV)
+    names |= literal_env_names(ROOT / "relay" / "store" / "settings.py")
     return names | literal_env_names(ROOT / "relay" / "settings.py")
 
 
@@ -461,3 +465,4 @@ def test_env_example_loads_as_valid_settings() -> None:
     settings = relay_settings.from_env(values)
     assert settings.simulator
     assert settings.port == RELAY_PORT
+    assert store_settings.from_env(values).backend == "sqlite"
