@@ -70,6 +70,7 @@ def server_cmd(kind: str, port: int, model_url: str) -> tuple[list[str], dict[st
             {
                 "PORT": str(port),
                 "RELAY_HOST": "127.0.0.1",
+                "RELAY_DATA_DIR": tempfile.mkdtemp(prefix="bench-relay-data-"),
                 "PUBLIC_URL": f"http://127.0.0.1:{port}",
                 "OPENAI_REALTIME_URL": model_url,
                 "OPENAI_API_KEY": "sk-bench-not-a-key",

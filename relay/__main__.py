@@ -26,7 +26,13 @@ def main() -> int:
         settings.log_format,
         secrets=[
             s.get()
-            for s in (settings.openai_api_key, settings.twilio_auth_token, settings.console_token)
+            for s in (
+                settings.openai_api_key,
+                settings.twilio_auth_token,
+                settings.console_token,
+                settings.store.webhook_secret,
+                settings.store.database_password,
+            )
             if s
         ],
     )

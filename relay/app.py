@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from shared import __version__
 
-from . import metrics
+from . import history_api, metrics
 from .console_socket import close_consoles, console_endpoint
 from .context import RelayContext
 from .keys import CONSOLES, RELAY
@@ -23,12 +24,15 @@ from .model_link import ModelConnector, PrewarmPool
 from .runner import tick_calls
 from .security import console_refusal, public_http_url, public_ws_url
 from .settings import DEFAULT_REALTIME_URL, Settings
+from .store import Store
+from .store.db import create_engine
 from .tools.builtins import default_registry
 from .twilio_rest import TwilioRest, say_and_hangup_twiml
 
 log = logging.getLogger("relay")
 
 SERVICE = "phone-relay"
+STORE_STARTUP_S = 5.0
 
 
 async def twiml(request: web.Request) -> web.Response:
@@ -67,7 +71,9 @@ async def twiml(request: web.Request) -> web.Response:
     if ctx.draining or len(ctx.hub.calls) >= settings.max_calls:
         metrics.call_rejected("busy")
         return _xml(say_and_hangup_twiml(settings.busy_message))
-    session = ctx.call_session()
+    profile = await ctx.profile_for(params.get("To", ""))
+    ctx.ringing(call_sid, profile, time.time())
+    session = ctx.call_session(profile)
     if settings.prewarm:
         ctx.prewarm.start(call_sid, str(session.get("model", settings.model)), session)
     r = VoiceResponse()
@@ -75,7 +81,13 @@ async def twiml(request: web.Request) -> web.Response:
     stream.parameter(name="stream_token", value=ctx.tokens.issue(call_sid))
     stream.parameter(name="from", value=params.get("From", ""))
     stream.parameter(name="to", value=params.get("To", ""))
+    stream.parameter(name="direction", value=_direction(params.get("Direction", "")))
     return _xml(str(r))
+
+
+def _direction(twilio_direction: str) -> str:
+    """Twilio's `inbound` / `outbound-api` / `outbound-dial` -> inbound or outbound."""
+    return "outbound" if twilio_direction.startswith("outbound") else "inbound"
 
 
 def _xml(body: str) -> web.Response:
@@ -94,6 +106,7 @@ async def health(request: web.Request) -> web.Response:
             "simulator": ctx.settings.simulator,
             "draining": ctx.draining,
             "model": ctx.model_status,
+            "store": ctx.store.status() if ctx.store is not None else None,
         },
         status=503 if ctx.draining else 200,
     )
@@ -152,6 +165,9 @@ def build_context(settings: Settings, http: aiohttp.ClientSession, model_url: st
 
 
 def create_app(settings: Settings) -> web.Application:
+    # The store is made here (no I/O yet) so its API is routed; it connects at start-up.
+    store = Store(settings.store, create_engine(settings.store.database_url.get()))
+
     async def relay_context(app: web.Application) -> AsyncIterator[None]:
         sim: Any = None
         model_url = settings.realtime_url
@@ -166,12 +182,18 @@ def create_app(settings: Settings) -> web.Application:
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
             ctx = build_context(settings, http, model_url)
+            ctx.store = store
             app[RELAY] = ctx
+            # A database that is away must not keep the relay from taking calls: a few
+            # seconds, then calls run on the env defaults and records queue until it answers.
+            await store.start(timeout=STORE_STARTUP_S)
+            await _apply_saved_defaults(ctx, store)
             ticker = asyncio.get_running_loop().create_task(tick_calls(ctx.hub.calls))
             try:
                 yield
             finally:
                 ticker.cancel()
+                await store.close()  # after the drain: every call's record is submitted
                 await ctx.prewarm.close()
                 if ctx.twilio is not None:
                     await ctx.twilio.close()
@@ -193,4 +215,19 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/call", media_endpoint)
     app.router.add_get("/logs", console_endpoint)
+    history_api.add_routes(app, store, settings.console_token)
     return app
+
+
+async def _apply_saved_defaults(ctx: RelayContext, store: Store) -> None:
+    try:
+        saved = await asyncio.wait_for(store.saved.load(), STORE_STARTUP_S)
+    except Exception as exc:  # the database is away: start on the env defaults, say so
+        log.warning(
+            "the console's saved defaults could not be read (%s); new calls use the "
+            "environment's until the database answers and they are saved again",
+            type(exc).__name__,
+        )
+        return
+    if saved is not None:
+        ctx.load_defaults(saved)

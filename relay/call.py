@@ -66,6 +66,7 @@ _FRAME_RING = 4096  # arrival times of the last ~80 s of caller frames, for late
 _SENT_KEPT = 256  # client events remembered by event_id, to match the model's errors to
 _MAX_LATENCIES = 1000  # per-turn latencies kept for the summary (hours of turns)
 _MAX_ITEMS = 32  # per-item audio books kept; older items are long finished
+_MAX_LOG = 500  # tool calls and session changes kept for the call record
 _SPARE_RETRY_S = 10.0  # after a failed rollover/switch connect
 _ANSWER_WAIT_S = 5.0  # after the caller's turn ends, how long an answer may take to start
 _json = msgspec.json.Encoder()
@@ -103,6 +104,8 @@ class Usage:
     input_text_tokens: int = 0
     input_audio_tokens: int = 0
     input_cached_tokens: int = 0
+    input_cached_text_tokens: int = 0
+    input_cached_audio_tokens: int = 0
     output_text_tokens: int = 0
     output_audio_tokens: int = 0
 
@@ -117,6 +120,10 @@ class Usage:
             self.input_text_tokens += _int(details_in.get("text_tokens"))
             self.input_audio_tokens += _int(details_in.get("audio_tokens"))
             self.input_cached_tokens += _int(details_in.get("cached_tokens"))
+            cached = details_in.get("cached_tokens_details")
+            if isinstance(cached, dict):
+                self.input_cached_text_tokens += _int(cached.get("text_tokens"))
+                self.input_cached_audio_tokens += _int(cached.get("audio_tokens"))
         details_out = usage.get("output_token_details")
         if isinstance(details_out, dict):
             self.output_text_tokens += _int(details_out.get("text_tokens"))
@@ -148,6 +155,7 @@ class CallBridge:
     from_: str = ""
     to: str = ""
     direction: str = "inbound"
+    profile: str | None = None  # the agent profile whose settings the call uses
     clock_offset: float = 0.0  # unix time minus the monotonic `now` the pumps pass in
     state: str = "connecting"
     watched: bool = False  # a console is listening: forward model events
@@ -171,8 +179,13 @@ class CallBridge:
     turns: int = 0
     usage: Usage = field(default_factory=Usage)
     latencies_ms: list[float] = field(default_factory=list)
+    # For the call record (relay/call_record.py): what happened, with unix times, bounded.
+    latency_log: list[tuple[str, float]] = field(default_factory=list)  # (item_id, ms)
+    tool_log: list[dict[str, Any]] = field(default_factory=list)
+    session_log: list[dict[str, Any]] = field(default_factory=list)  # reconnects, hand-overs
 
-    pending_tools: dict[str, tuple[str, float]] = field(default_factory=dict)  # id->(name, due)
+    # call_id -> (name, due, arguments, started at)
+    pending_tools: dict[str, tuple[str, float, str, float]] = field(default_factory=dict)
     hangup_after: Hangup | None = None
     hangup_armed: bool = False  # the goodbye response has been generated
     hangup_not_before: str | None = None  # the response that called the tool is not the goodbye
@@ -237,6 +250,7 @@ class CallBridge:
             "started_at": self.started_at,
             "state": self.state,
             "model": self.model,
+            "profile": self.profile,
         }
 
     def summary(self, now_wall: float) -> dict[str, Any]:
@@ -263,6 +277,10 @@ class CallBridge:
         return [self._event("call.state", state=state)]
 
     # --- client events ------------------------------------------------------------------
+
+    def _wall(self, now: float) -> float:
+        """Unix time of a monotonic `now`."""
+        return now + self.clock_offset
 
     def _next_id(self) -> str:
         self._seq += 1
@@ -379,7 +397,13 @@ class CallBridge:
         """A keypress becomes a user message and gets an answer, even mid-reconnect."""
         text = self.config.dtmf_format.replace("{digit}", digit)
         entry = self.conversation.add_local(
-            Entry(self.conversation.new_id("dtmf"), "message", role="user", text=text)
+            Entry(
+                self.conversation.new_id("dtmf"),
+                "message",
+                role="user",
+                text=text,
+                at=self._wall(now),
+            )
         )
         actions: list[Action] = [self._event("dtmf", digit=digit)]
         if self.model_ready:
@@ -472,6 +496,7 @@ class CallBridge:
         if was_open:
             self.slot.lost(caller_speaking=self.user_speaking)
         self.audio_item = None
+        self._log_session("reconnect", f"the model socket closed (code {code})", now)
         actions: list[Action] = [
             *self.set_state("reconnecting"),
             self._event("model.reconnecting", code=code, attempt=self.upstream.reconnects),
@@ -494,9 +519,16 @@ class CallBridge:
             return []
         return self._handover(up.handover(), now)
 
+    def _log_session(self, kind: str, reason: str, now: float) -> None:
+        if len(self.session_log) < _MAX_LOG:
+            self.session_log.append({"kind": kind, "at": now + self.clock_offset, "reason": reason})
+
     def _handover(self, action: Handover, now: float) -> list[Action]:
         reason = self.upstream.spare_reason or "reconnect"
         self.handovers += 1
+        kind = "rollover" if reason == "session rollover" else "switch"
+        if reason != "reconnect":  # a drop is already logged as a reconnect
+            self._log_session(kind, reason, now)
         log.info("call %s: switching model session (%s)", self.call_sid, reason)
         self.model_ready = False
         return [
@@ -568,6 +600,7 @@ class CallBridge:
             self._turn_end_at = None
             if len(self.latencies_ms) < _MAX_LATENCIES:
                 self.latencies_ms.append(latency)
+                self.latency_log.append((item, latency))
             actions.append(self._event("turn.latency", item_id=item, latency_ms=latency))
         if self.watched:
             actions.append(
@@ -592,13 +625,17 @@ class CallBridge:
             )
         return []
 
-    def _on_item_added(self, ev: rt.ConversationItemAdded, now: float) -> list[Action]:
-        self.conversation.added(ev.item, ev.previous_item_id, self.upstream.gen)
+    def _on_item_added(
+        self, ev: rt.ConversationItemAdded | rt.ConversationItemDone, now: float
+    ) -> list[Action]:
+        self.conversation.added(ev.item, ev.previous_item_id, self.upstream.gen, self._wall(now))
         return []
 
     def _on_item_done(self, ev: rt.ConversationItemDone, now: float) -> list[Action]:
         if ev.item.id not in self.conversation.by_id:
-            self.conversation.added(ev.item, ev.previous_item_id, self.upstream.gen)
+            self.conversation.added(
+                ev.item, ev.previous_item_id, self.upstream.gen, self._wall(now)
+            )
         self.conversation.done(ev.item)
         return []
 
@@ -638,20 +675,20 @@ class CallBridge:
         return actions
 
     def _on_transcript_done(self, ev: rt.OutputAudioTranscriptDone, now: float) -> list[Action]:
-        self._ensure_entry(ev.item_id, "assistant")
+        self._ensure_entry(ev.item_id, "assistant", now)
         self.conversation.set_text(ev.item_id, ev.transcript)
         return []
 
     def _on_user_transcript(self, ev: rt.InputTranscriptionCompleted, now: float) -> list[Action]:
-        self._ensure_entry(ev.item_id, "user")
+        self._ensure_entry(ev.item_id, "user", now)
         self.conversation.set_text(ev.item_id, ev.transcript)
         return []
 
-    def _ensure_entry(self, item_id: str, role: str) -> None:
+    def _ensure_entry(self, item_id: str, role: str, now: float) -> None:
         """An item whose `conversation.item.added` we never saw: keep it at the end."""
         if item_id and item_id not in self.conversation.by_id:
             item = rt.Item(type="message", id=item_id, role=role)
-            self.conversation.added(item, None, self.upstream.gen)
+            self.conversation.added(item, None, self.upstream.gen, self._wall(now))
 
     def _on_speech_stopped(self, ev: rt.SpeechStopped, now: float) -> list[Action]:
         self.user_speaking = False
@@ -735,10 +772,11 @@ class CallBridge:
     def _on_function_call(self, ev: rt.FunctionCallArgumentsDone, now: float) -> list[Action]:
         if ev.item_id not in self.conversation.by_id:
             item = rt.Item(type="function_call", id=ev.item_id)
-            self.conversation.added(item, None, self.upstream.gen)
+            self.conversation.added(item, None, self.upstream.gen, self._wall(now))
         self.conversation.set_call(ev.item_id, ev.call_id, ev.name, ev.arguments)
+        wall = now + self.clock_offset
         if ev.name in self.config.backend_tools:
-            self.pending_tools[ev.call_id] = (ev.name, float("inf"))
+            self.pending_tools[ev.call_id] = (ev.name, float("inf"), ev.arguments, wall)
             return [
                 RunTool(ev.call_id, ev.name, ev.arguments),
                 self._event(
@@ -746,7 +784,7 @@ class CallBridge:
                 ),
             ]
         due = now + self.config.console_tool_timeout_s
-        self.pending_tools[ev.call_id] = (ev.name, due)
+        self.pending_tools[ev.call_id] = (ev.name, due, ev.arguments, wall)
         return [
             self._event(
                 "tool.pending",
@@ -845,13 +883,27 @@ class CallBridge:
         entry = self.pending_tools.pop(call_id, None)
         if entry is None or self.ended:
             return []  # already answered (e.g. a console answer after the timeout)
-        name = entry[0]
+        name, _, arguments, at = entry
+        if len(self.tool_log) < _MAX_LOG:
+            self.tool_log.append(
+                {
+                    "call_id": call_id,
+                    "name": name,
+                    "arguments": arguments,
+                    "output": output,
+                    "ok": ok,
+                    "duration_ms": round(duration_ms),
+                    "source": source,
+                    "at": at,
+                }
+            )
         out = self.conversation.add_local(
             Entry(
                 self.conversation.new_id("out"),
                 "function_call_output",
                 call_id=call_id,
                 output=output,
+                at=self._wall(now),
             )
         )
         actions: list[Action] = [
@@ -885,7 +937,7 @@ class CallBridge:
         return []
 
     def next_deadline(self) -> float | None:
-        dues = [due for _, due in self.pending_tools.values() if due != float("inf")]
+        dues = [p[1] for p in self.pending_tools.values() if p[1] != float("inf")]
         if self.hangup_after is not None:
             dues.append(self.hangup_due)
         if (slot_due := self.slot.deadline()) is not None:
@@ -896,7 +948,7 @@ class CallBridge:
         if self.ended:
             return []
         actions: list[Action] = []
-        for call_id, (name, due) in list(self.pending_tools.items()):
+        for call_id, (name, due, _, _) in list(self.pending_tools.items()):
             if due <= now:
                 output = _json.encode(
                     {"error": f"no answer for {name} within the time limit; tell the caller"}

@@ -169,13 +169,15 @@ async def _dispatch(ctx: RelayContext, cmd: ConsoleCommand) -> dict[str, Any]:
 
         sim_sid = start_sim_call(ctx, cmd.seconds)
         return {"call_sid": sim_sid}
+    warning = ""
     if isinstance(cmd, SessionUpdateCommand) and cmd.scope in ("default", "both"):
         session = ctx.set_default_session(cmd.session)
         if isinstance(cmd.greeting, str):
             ctx.greeting = cmd.greeting.strip()[:2000]
+        warning = await ctx.save_defaults()
         ctx.hub.publish({"type": "session.default", "session": session, "greeting": ctx.greeting})
         if cmd.scope == "default":
-            return {}
+            return {"warning": warning} if warning else {}
     call_sid: str | None = getattr(cmd, "call_sid", None)
     if not call_sid:
         raise ValueError("call_sid is required for this command")
@@ -183,4 +185,4 @@ async def _dispatch(ctx: RelayContext, cmd: ConsoleCommand) -> dict[str, Any]:
     if runner is None:
         raise ValueError(f"no live call {call_sid}")
     await runner.on_console(cmd)
-    return {"call_sid": call_sid}
+    return {"call_sid": call_sid, **({"warning": warning} if warning else {})}

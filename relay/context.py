@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,10 +16,13 @@ from .hub import Hub
 from .model_link import ModelConnectError, ModelConnector, PrewarmPool
 from .security import SignatureChecker, StreamTokens
 from .settings import Settings
+from .store import Profile, SavedDefaults, Store
 from .tools.registry import ToolRegistry
 from .twilio_rest import TwilioRest
 
 log = logging.getLogger("relay")
+
+_RINGING_KEPT = 1000  # calls between /twiml and their stream, at most
 
 
 @dataclass
@@ -42,6 +46,9 @@ class RelayContext:
     model_status: dict[str, str] = field(
         default_factory=lambda: {"status": "unknown", "detail": ""}
     )
+    store: Store | None = None
+    # What /twiml decided for a call, for its stream: the profile and when it rang.
+    _ringing: OrderedDict[str, tuple[Profile | None, float]] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.signatures = SignatureChecker(self.settings.twilio_auth_token)
@@ -68,9 +75,68 @@ class RelayContext:
         self.model_status = {"status": status, "detail": detail}
         self.hub.publish({"type": "model.status", **self.model_status})
 
-    def call_session(self) -> dict[str, Any]:
-        """The session for a new call: defaults <- env <- console default."""
-        return dict(self.default_session)
+    def call_session(self, profile: Profile | None = None) -> dict[str, Any]:
+        """The session for a new call: defaults <- env <- console default <- its profile."""
+        if profile is None:
+            return dict(self.default_session)
+        layer = profile.session_layer()
+        if "tools" in layer:  # the profile's tools, and the relay's own beside them
+            names = {t.get("name") for t in layer["tools"]}
+            layer["tools"] = layer["tools"] + [
+                t for t in self.tools.schemas() if t["name"] not in names
+            ]
+        try:
+            return sess.to_wire(sess.validate(sess.merge(self.default_session, layer)))
+        except sess.SessionConfigError as exc:
+            log.error("profile %s does not fit the defaults (%s); using them", profile.name, exc)
+            return dict(self.default_session)
+
+    def call_greeting(self, profile: Profile | None) -> str:
+        if profile is not None and profile.greeting is not None:
+            return profile.greeting
+        return self.greeting
+
+    async def profile_for(self, to: str) -> Profile | None:
+        """The agent profile for a call to `to` (None: the defaults). Never raises."""
+        if self.store is None:
+            return None
+        return await self.store.profiles.resolve(to)
+
+    def ringing(self, call_sid: str, profile: Profile | None, at: float) -> None:
+        """/twiml answered for this call: remember its profile for the stream."""
+        self._ringing[call_sid] = (profile, at)
+        while len(self._ringing) > _RINGING_KEPT:
+            self._ringing.popitem(last=False)
+
+    def answered(self, call_sid: str) -> tuple[Profile | None, float] | None:
+        """What /twiml decided for this call, if this process served it."""
+        return self._ringing.pop(call_sid, None)
+
+    def load_defaults(self, saved: SavedDefaults) -> None:
+        """The console's saved defaults, from the store at start-up."""
+        try:
+            session = sess.to_wire(sess.validate(sess.merge(self.default_session, saved.session)))
+        except sess.SessionConfigError as exc:
+            log.error("the saved defaults no longer validate (%s); not applied", exc)
+            return
+        self.default_session = session
+        self.greeting = saved.greeting
+        log.info("applied the defaults saved from the console (version %d)", saved.version)
+
+    async def save_defaults(self) -> str:
+        """Store the current defaults; returns a warning ("" when stored)."""
+        if self.store is None:
+            return ""
+        saved = SavedDefaults(session=self.default_session, greeting=self.greeting, tools=[])
+        try:
+            await self.store.saved.save(saved)
+        except Exception as exc:
+            log.warning("defaults not stored: %s: %s", type(exc).__name__, exc)
+            return (
+                "applied to new calls, but not stored: the database is unavailable "
+                "(they will be lost if the relay restarts)"
+            )
+        return ""
 
     def set_default_session(self, update: dict[str, Any]) -> dict[str, Any]:
         merged = sess.merge(self.default_session, sess.check_update(update))

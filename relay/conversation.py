@@ -18,7 +18,7 @@ from typing import Any
 
 from shared import realtime as rt
 
-MAX_ENTRIES = 200  # kept per call; an hour-long call stays bounded
+MAX_ENTRIES = 500  # kept per call (an hour of turns); an hour-long call stays bounded
 RESEED_ENTRIES = 40  # sent to a fresh session: enough context, bounded tokens
 _REPLAYED = ("message", "function_call", "function_call_output")
 
@@ -36,6 +36,7 @@ class Entry:
     heard_ms: float | None = None  # set when the caller interrupted it
     audio_ms: float = 0.0  # assistant audio received for it, at the interruption
     session: int = 0  # the model socket generation that holds it; 0 = none yet
+    at: float = 0.0  # when it entered the conversation, in the caller's clock (`now`)
 
     def cut(self) -> None:
         """Keep roughly the part of an interrupted answer the caller heard."""
@@ -64,14 +65,17 @@ class Conversation:
 
     # --- what the model tells us --------------------------------------------------------
 
-    def added(self, item: rt.Item, previous_item_id: Any, session: int) -> Entry | None:
-        """The model put an item in its conversation after `previous_item_id`."""
+    def added(
+        self, item: rt.Item, previous_item_id: Any, session: int, at: float = 0.0
+    ) -> Entry | None:
+        """The model put an item in its conversation after `previous_item_id` (at `at`)."""
         item_id = item.id if isinstance(item.id, str) else ""
         if not item_id:
             return None
         entry = self.by_id.get(item_id)
         if entry is None:
             entry = _entry_from(item)
+            entry.at = at
             self.by_id[item_id] = entry
             self.entries.append(entry)
         else:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,11 +57,13 @@ async def running_relay(
     sim = SimModel(script)
     model_url = await sim.start("127.0.0.1", 0)
     port = free_port()
+    data = tempfile.TemporaryDirectory(prefix="relay-data-")  # a call history of its own
     settings = from_env(
         {
             "PUBLIC_URL": f"http://127.0.0.1:{port}",
             "PORT": str(port),
             "OPENAI_REALTIME_URL": model_url,
+            "RELAY_DATA_DIR": data.name,
             **(env or {}),
         }
     )
@@ -72,6 +75,7 @@ async def running_relay(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(running.stop(), 10)
         await sim.stop()
+        data.cleanup()
 
 
 async def wait_healthy(

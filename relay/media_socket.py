@@ -189,13 +189,19 @@ class MediaStream:
         if info.callSid in ctx.hub.calls:
             await self.close(1008, "call already streaming")
             return None
+        rang = ctx.answered(info.callSid)
+        if rang is not None:
+            profile, rang_at = rang
+        else:  # the webhook reached another process (or none): decide here
+            profile, rang_at = await ctx.profile_for(params.get("to", "")), None
+        direction = params.get("direction", "inbound")
         bridge = CallBridge(
             call_sid=info.callSid,
             stream_sid=info.streamSid or msg.streamSid,
             config=CallConfig(
-                session=ctx.call_session(),
+                session=ctx.call_session(profile),
                 backend_tools=ctx.tools.names(),
-                greeting=ctx.greeting,
+                greeting=ctx.call_greeting(profile),
                 dtmf_format=settings.dtmf_format,
                 early_audio_ms=settings.early_audio_ms,
                 console_tool_timeout_s=settings.console_tool_timeout_s,
@@ -206,10 +212,12 @@ class MediaStream:
             clock_offset=time.time() - time.monotonic(),
             from_=params.get("from", ""),
             to=params.get("to", ""),
+            direction=direction if direction in ("inbound", "outbound") else "inbound",
+            profile=profile.name if profile is not None else None,
         )
         # Every log line from this task and the call's tasks (created below) names the call.
         logs.current_call_sid.set(bridge.call_sid)
-        runner = CallRunner(ctx, bridge, self.ws.send_str, self.close)
+        runner = CallRunner(ctx, bridge, self.ws.send_str, self.close, rang_at=rang_at)
         ctx.hub.add_call(runner)
         metrics.call_started()
         ctx.hub.publish(

@@ -34,6 +34,7 @@ from .actions import (
     ToTwilio,
 )
 from .call import CallBridge
+from .call_record import call_record
 from .model_link import ModelConnectError
 from .tools import ToolContext, run_tool
 from .twilio_rest import dial_twiml, say_and_hangup_twiml
@@ -68,6 +69,7 @@ class CallRunner:
     sockets: dict[int, aiohttp.ClientWebSocketResponse] = field(default_factory=dict)
     current: int = 0  # generation of the socket model events are read from and sent to
     model_ws: aiohttp.ClientWebSocketResponse | None = None  # that socket, for the hot path
+    rang_at: float | None = None  # when /twiml answered for this call, if this process did
     _prewarm_sid: str | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _finished: bool = False
@@ -134,6 +136,13 @@ class CallRunner:
         hub.ended.append({**bridge.info(), "summary": summary})
         del hub.ended[:-100]
         metrics.call_ended(bridge.end_reason.value)
+        if self.ctx.store is not None:
+            try:
+                record = call_record(bridge, ended_at=time.time(), webhook_at=self.rang_at)
+            except Exception:  # a bug here must not stop the call's clean-up
+                log.exception("call %s: its record could not be built", bridge.call_sid)
+            else:
+                self.ctx.store.submit(record)
         log.info(
             "call %s ended (%s: %s): %.1f s, %d turns",
             bridge.call_sid,

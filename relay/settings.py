@@ -15,6 +15,9 @@ from shared.envparse import SettingsError
 from shared.secret import Secret
 from shared.session import SessionConfigError, build_session
 
+from .store import settings as store_settings
+from .store.settings import StoreSettings
+
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 
 # Env variable -> the session field it sets (named as in the original TypeScript relay).
@@ -72,6 +75,7 @@ class Settings:
     console_rate_per_s: float = 20.0
     log_level: str = "INFO"
     log_format: str = "text"
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     @property
     def simulator(self) -> bool:
@@ -250,4 +254,5 @@ def from_env(env: Mapping[str, str]) -> Settings:
         console_rate_per_s=ep.number(env, "RELAY_CONSOLE_RATE_PER_S", 20.0, 0.1),
         log_level=ep.text(env, "LOG_LEVEL", "INFO").upper(),
         log_format=log_format,
+        store=store_settings.from_env(env),
     )

@@ -28,6 +28,7 @@ from bridge_kit import (
 
 from relay.actions import CloseModel, Connect, EndReason, Handover, Hangup, ToModel
 from relay.call import CallBridge
+from relay.conversation import MAX_ENTRIES
 from shared.audio import silence_mulaw, tone_mulaw
 from shared.console_protocol import ConsoleCommand, decode_command
 
@@ -365,7 +366,7 @@ def test_an_hour_of_turns_keeps_the_per_call_books_bounded() -> None:
         b.on_model(ev(type="input_audio_buffer.speech_started", item_id=f"u{turn}"), now + 0.05)
         b.on_model(done(f"r{turn}", "cancelled"), now + 0.1)
     assert len(b.received_ms) <= 32 and len(b.interrupted_items) <= 32
-    assert len(b.playback.items) <= 32 and len(b.conversation) <= 200
+    assert len(b.playback.items) <= 32 and len(b.conversation) <= MAX_ENTRIES
 
 
 def b64(data: bytes) -> str:

@@ -145,7 +145,7 @@ def artifacts() -> Iterator[Path]:
 
 
 @pytest.fixture
-async def stack(artifacts: Path) -> AsyncIterator[dict[str, Any]]:
+async def stack(artifacts: Path, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     from relay.sim.model import SimModel
     from relay.sim.script import LOOKUP_ORDER, ModelScript
 
@@ -159,6 +159,7 @@ async def stack(artifacts: Path) -> AsyncIterator[dict[str, Any]]:
         clean_env(
             PORT=str(relay_port),
             PUBLIC_URL=relay_url,
+            RELAY_DATA_DIR=str(tmp_path / "relay-data"),
             RELAY_CONSOLE_TOKEN=TOKEN,
             OPENAI_REALTIME_URL=model_url,
             OPENAI_DEFAULT_TOOLS_JSON=json.dumps([LOOKUP_ORDER]),  # as scripts/run.py sets

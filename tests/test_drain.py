@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 
 import aiohttp
 
@@ -15,7 +16,7 @@ from relay.sim.model import SimModel
 from relay.sim.script import ModelScript, Reply
 
 
-async def test_sigterm_drains_live_calls_then_exits_cleanly() -> None:
+async def test_sigterm_drains_live_calls_then_exits_cleanly(tmp_path: Path) -> None:
     sim = SimModel(ModelScript(replies=[Reply("A two second answer.", audio_ms=2000)]))
     model_url = await sim.start()
     port = free_port()
@@ -24,6 +25,7 @@ async def test_sigterm_drains_live_calls_then_exits_cleanly() -> None:
         **os.environ,
         "PORT": str(port),
         "RELAY_HOST": "127.0.0.1",
+        "RELAY_DATA_DIR": str(tmp_path),
         "PUBLIC_URL": base,
         "OPENAI_REALTIME_URL": model_url,
         "OPENAI_TURN_DETECTION_JSON": '{"type":"server_vad","silence_duration_ms":300}',
@@ -69,10 +71,16 @@ async def test_sigterm_drains_live_calls_then_exits_cleanly() -> None:
         await sim.stop()
 
 
-async def test_with_no_calls_sigterm_exits_at_once_and_quietly() -> None:
+async def test_with_no_calls_sigterm_exits_at_once_and_quietly(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PORT": str(port), "RELAY_HOST": "127.0.0.1", "PUBLIC_URL": base}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "RELAY_HOST": "127.0.0.1",
+        "PUBLIC_URL": base,
+        "RELAY_DATA_DIR": str(tmp_path),
+    }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

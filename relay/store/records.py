@@ -7,23 +7,15 @@ console protocol. Decoding tolerates unknown fields, so older relays read newer 
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
 
+from relay.actions import EndReason as _EndReason
 
-class EndReason(enum.StrEnum):
-    """Why a call ended; `end_reason_text` carries the detail (an error message, a number)."""
-
-    CALLER_HUNG_UP = "caller_hung_up"
-    AGENT_ENDED = "agent_ended"  # the model called end_call
-    TRANSFERRED = "transferred"
-    CONSOLE_ENDED = "console_ended"
-    MODEL_UNAVAILABLE = "model_unavailable"  # gave up reconnecting, apologised
-    RELAY_SHUTDOWN = "relay_shutdown"  # drained past the deadline
-    ERROR = "error"
+# Why a call ended: the call core's one enum; `end_reason_text` carries the detail.
+EndReason = _EndReason
 
 
 Direction = Literal["inbound", "outbound", "browser", "sip"]

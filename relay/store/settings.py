@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from shared import envparse as ep
 from shared.envparse import SettingsError
 from shared.secret import Secret
@@ -53,6 +55,11 @@ class StoreSettings:
     def backend(self) -> str:
         """`sqlite` or `postgresql`."""
         return self.database_url.get().split("+", 1)[0].split(":", 1)[0]
+
+    @property
+    def database_password(self) -> Secret:
+        """The database password, if the URL holds one (for the log redaction)."""
+        return Secret(make_url(self.database_url.get()).password or "")
 
     @property
     def display_url(self) -> str:

@@ -92,8 +92,14 @@ class Store:
         Raises SettingsError only for what never heals by waiting (a SQLite folder that
         cannot be created); an unreachable database is logged and retried."""
         store = cls(settings, create_engine(settings.database_url.get()), http=http)
+        await store.start()
+        return store
+
+    async def start(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Migrate (waiting at most `timeout`) and start the writer and retention."""
+        settings = self.settings
         try:
-            await asyncio.wait_for(store.ensure_schema(), STARTUP_TIMEOUT_S)
+            await asyncio.wait_for(self.ensure_schema(), timeout)
         except Exception as exc:
             log.error(
                 "history store %s unavailable at start-up (%s: %s); calls go on, their "
@@ -104,10 +110,9 @@ class Store:
             )
         else:
             log.info("history store: %s", settings.display_url)
-        store.writer.start()
+        self.writer.start()
         if settings.history_days > 0:
-            store._retention.start()
-        return store
+            self._retention.start()
 
     @property
     def ready(self) -> bool:
