@@ -21,9 +21,11 @@ from .context import RelayContext
 from .keys import CONSOLES, RELAY
 from .media_socket import media_endpoint
 from .model_link import ModelConnector, PrewarmPool
+from .openai_calls import RealtimeCalls
 from .runner import tick_calls
 from .security import console_refusal, public_http_url, public_ws_url
 from .settings import DEFAULT_REALTIME_URL, Settings
+from .sip import openai_webhook
 from .store import Store
 from .store.db import create_engine
 from .tools.builtins import default_registry
@@ -107,6 +109,7 @@ async def health(request: web.Request) -> web.Response:
             "draining": ctx.draining,
             "model": ctx.model_status,
             "store": ctx.store.status() if ctx.store is not None else None,
+            "sip": bool(ctx.webhook_secret),
         },
         status=503 if ctx.draining else 200,
     )
@@ -137,7 +140,13 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-def build_context(settings: Settings, http: aiohttp.ClientSession, model_url: str) -> RelayContext:
+def build_context(
+    settings: Settings,
+    http: aiohttp.ClientSession,
+    model_url: str,
+    api_base: str = "",
+    webhook_secret: str = "",
+) -> RelayContext:
     connector = ModelConnector(http, model_url, settings.openai_api_key)
     twilio = (
         TwilioRest(
@@ -158,6 +167,8 @@ def build_context(settings: Settings, http: aiohttp.ClientSession, model_url: st
         prewarm=PrewarmPool(connector, settings.prewarm_timeout_s, settings.prewarm_max),
         tools=registry,
         twilio=twilio,
+        realtime_calls=RealtimeCalls(http, api_base or settings.api_base, settings.openai_api_key),
+        webhook_secret=webhook_secret or settings.openai_webhook_secret.get(),
     )
     ctx.public_base = f"http://127.0.0.1:{settings.port}"
     ctx.hub.on_console_dropped = metrics.CONSOLES_DROPPED.inc
@@ -170,18 +181,21 @@ def create_app(settings: Settings) -> web.Application:
 
     async def relay_context(app: web.Application) -> AsyncIterator[None]:
         sim: Any = None
-        model_url = settings.realtime_url
+        model_url, api_base, webhook_secret = settings.realtime_url, "", ""
         if settings.simulator and settings.realtime_url == DEFAULT_REALTIME_URL:
             from .sim.model import SimModel
 
             sim = SimModel()
             model_url = await sim.start("127.0.0.1", 0)
+            api_base = sim.api_base
+            # Simulated SIP calls are signed like OpenAI's, with a secret of this run's.
+            webhook_secret = settings.openai_webhook_secret.get() or sim.webhook_secret
             log.info("no OPENAI_API_KEY: using the built-in simulated model at %s", model_url)
         # No pool limit: every live call holds its model socket for its whole life, and
         # aiohttp's default of 100 connections would leave call 101 waiting forever.
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
-            ctx = build_context(settings, http, model_url)
+            ctx = build_context(settings, http, model_url, api_base, webhook_secret)
             ctx.store = store
             app[RELAY] = ctx
             # A database that is away must not keep the relay from taking calls: a few
@@ -215,6 +229,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/call", media_endpoint)
     app.router.add_get("/logs", console_endpoint)
+    app.router.add_post("/openai/webhook", openai_webhook)
     history_api.add_routes(app, store, settings.console_token)
     return app
 

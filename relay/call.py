@@ -92,6 +92,10 @@ class CallConfig:
     hangup_fallback_s: float = 20.0
     reconnect_give_up_s: float = 20.0
     rollover_margin_s: float = 300.0
+    # False: SIP mode. The service carries the audio and plays it (no Twilio socket, no
+    # marks); the session was configured when the call was accepted and lives as long as
+    # the call, so a reconnect rejoins it instead of re-seeding a new one.
+    media: bool = True
 
 
 @dataclass
@@ -195,6 +199,7 @@ class CallBridge:
     end_reason: EndReason = EndReason.CALLER_HUNG_UP
     end_detail: str = ""
     user_speaking: bool = False
+    service_playing: bool = False  # SIP: the service is playing an answer to the caller
     answer_due: float | None = None  # the caller finished a turn; the model's answer is due
 
     _early: deque[tuple[str, float]] = field(default_factory=deque)
@@ -225,11 +230,16 @@ class CallBridge:
         """Nobody is speaking and nothing is pending: a safe moment for a new session."""
         return (
             not self.slot.busy
-            and not self.playback.playing
+            and not self.playing
             and not self.user_speaking
             and self.answer_due is None
             and not self.pending_tools
         )
+
+    @property
+    def playing(self) -> bool:
+        """The caller is hearing (or is about to hear) an answer."""
+        return self.playback.playing if self.config.media else self.service_playing
 
     @property
     def model(self) -> str:
@@ -432,6 +442,8 @@ class CallBridge:
         self.user_speaking = False  # the new session's turn detection starts afresh
         self.answer_due = None
         actions: list[Action] = []
+        if not self.config.media:
+            return actions + self._sip_session_opened(now)
         if configured:
             self._initial_update = PREWARM_EVENT_ID
         else:
@@ -463,6 +475,16 @@ class CallBridge:
         actions += self._pump_response(now)
         return actions
 
+    def _sip_session_opened(self, now: float) -> list[Action]:
+        """SIP: the accepted call's session, joined (again): send what waited, greet once."""
+        actions: list[Action] = [
+            self._create_item(e) for e in self.conversation.unsent(self.upstream.gen, False)
+        ]
+        if self.config.greeting and not self.greeted:
+            self.greeted = True  # the accept configured it: no session.updated to wait for
+            self.slot.want(Request("greeting", {"instructions": self.config.greeting}))
+        return actions + self.set_state("active") + self._pump_response(now)
+
     def on_connect_failed(self, gen: int, now: float, *, final: bool, detail: str) -> list[Action]:
         """Socket `gen` could not be opened (`final`: the model refused for good)."""
         if self.ended:
@@ -489,6 +511,9 @@ class CallBridge:
             self.upstream.drop_spare()
             return []
         was_open = self.upstream.is_open and gen == self.upstream.gen
+        if not self.config.media and was_open and code == 1000:
+            # SIP: the service closes the control socket when the call is over.
+            return self._hang_up(Hangup(EndReason.CALLER_HUNG_UP, "the caller hung up"))
         decision = self.upstream.closed(gen, self.model, code, now)
         if decision is None:
             return []  # a socket we handed over from, closing as asked
@@ -580,6 +605,8 @@ class CallBridge:
         return actions
 
     def _on_audio_delta(self, ev: rt.AudioDelta | rt.OutputAudioDelta, now: float) -> list[Action]:
+        if not self.config.media:
+            return []  # SIP: the audio is the service's to play, not ours
         item = ev.item_id
         if item in self.interrupted_items or not ev.delta:
             return []  # in flight when the caller barged in: never play it
@@ -706,13 +733,16 @@ class CallBridge:
         `audio_end_ms` includes the silence turn detection waited for, so the last
         voice-level frame before it is the end of speech; without one, server VAD's
         configured silence is taken off instead."""
+        td = sess.turn_detection_of(self.config.session) or {}
+        if not self.config.media:  # no frames to look back over: take the silence off
+            silence = td.get("silence_duration_ms", 500) if td.get("type") == "server_vad" else 0
+            return now - (silence / 1000.0 if isinstance(silence, int) else 0.0)
         end = audio_end_ms // 20
         frames = self._frames_in
         loud = self._last_loud
         self._last_loud = -1
         if 0 <= loud <= end and frames - loud < _FRAME_RING:
             return self._frame_times[loud % _FRAME_RING]
-        td = sess.turn_detection_of(self.config.session) or {}
         silence = td.get("silence_duration_ms", 500) if td.get("type") == "server_vad" else 0
         frame = end - (silence // 20 if isinstance(silence, int) else 0)
         if 0 <= frame < frames and frames - frame < _FRAME_RING:
@@ -722,6 +752,8 @@ class CallBridge:
     def _on_speech_started(self, ev: rt.SpeechStarted, now: float) -> list[Action]:
         self.user_speaking = True
         self._last_loud = -1
+        if not self.config.media:
+            return []  # SIP: the service stops its own playback and truncates the answer
         td = sess.turn_detection_of(self.config.session)
         if td is not None and td.get("interrupt_response") is False:
             return []  # the operator asked for no interruptions
@@ -768,6 +800,43 @@ class CallBridge:
             )
         )
         return actions
+
+    def _on_playback_started(self, ev: rt.OutputAudioBufferStarted, now: float) -> list[Action]:
+        """SIP: the service started playing an answer; the caller hears it from now."""
+        self.service_playing = True
+        if self._turn_end_at is None:
+            return []
+        latency = round((now - self._turn_end_at) * 1000.0, 1)
+        self._turn_end_at = None
+        if len(self.latencies_ms) < _MAX_LATENCIES:
+            self.latencies_ms.append(latency)
+            self.latency_log.append((self.audio_item or ev.response_id, latency))
+        return [self._event("turn.latency", item_id=ev.response_id, latency_ms=latency)]
+
+    def _on_playback_stopped(
+        self, ev: rt.OutputAudioBufferStopped | rt.OutputAudioBufferCleared, now: float
+    ) -> list[Action]:
+        self.service_playing = False
+        return self._maybe_hang_up(now)
+
+    def _on_item_truncated(self, ev: rt.ConversationItemTruncated, now: float) -> list[Action]:
+        """SIP: the service cut an answer where the caller interrupted it."""
+        if self.config.media:
+            return []  # our own truncate, confirmed
+        self.conversation.interrupted(ev.item_id, ev.audio_end_ms, 0.0)
+        return [
+            self._event(
+                "barge_in",
+                item_id=ev.item_id,
+                audio_end_ms=ev.audio_end_ms,
+                sent_ms=ev.audio_end_ms,
+                truncated=True,
+                cancelled=self.response_id is not None,
+            )
+        ]
+
+    def _on_dtmf_received(self, ev: rt.DtmfReceived, now: float) -> list[Action]:
+        return self.on_dtmf(ev.event, now) if ev.event else []
 
     def _on_function_call(self, ev: rt.FunctionCallArgumentsDone, now: float) -> list[Action]:
         if ev.item_id not in self.conversation.by_id:
@@ -931,7 +1000,7 @@ class CallBridge:
     def _maybe_hang_up(self, now: float) -> list[Action]:
         if self.hangup_after is None or self.ended:
             return []
-        heard_all = self.hangup_armed and not self.playback.playing and self.response_id is None
+        heard_all = self.hangup_armed and not self.playing and self.response_id is None
         if heard_all or now >= self.hangup_due:
             return self._hang_up(self.hangup_after)
         return []
@@ -971,7 +1040,8 @@ class CallBridge:
         actions += self._pump_response(now)
         actions += self._maybe_hang_up(now)
         rollover_at = self.expires_at - self.config.rollover_margin_s
-        if self.expires_at and self.upstream.is_open and now + self.clock_offset > rollover_at:
+        rollover = self.config.media and self.expires_at and self.upstream.is_open
+        if rollover and now + self.clock_offset > rollover_at:
             actions += self._want_spare("session rollover", now)
         actions += self._maybe_handover(now)
         return actions
@@ -987,6 +1057,8 @@ class CallBridge:
             new_model = update.get("model")
             self.config.session = sess.merge(self.config.session, update)
             if new_model and new_model != self.model_at_connect:
+                if not self.config.media:
+                    raise ValueError("a SIP call keeps the model it was accepted with")
                 return self._want_spare("model changed from the console", now)
             update.pop("model", None)
             return [self._send(rt.SessionUpdate(session=update))] if self.model_ready else []
@@ -1064,4 +1136,9 @@ _HANDLERS: dict[type, Any] = {
     rt.SpeechStopped: CallBridge._on_speech_stopped,
     rt.FunctionCallArgumentsDone: CallBridge._on_function_call,
     rt.Error: CallBridge._on_error,
+    rt.OutputAudioBufferStarted: CallBridge._on_playback_started,
+    rt.OutputAudioBufferStopped: CallBridge._on_playback_stopped,
+    rt.OutputAudioBufferCleared: CallBridge._on_playback_stopped,
+    rt.ConversationItemTruncated: CallBridge._on_item_truncated,
+    rt.DtmfReceived: CallBridge._on_dtmf_received,
 }

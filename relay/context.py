@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -14,15 +14,25 @@ from shared import session as sess
 
 from .hub import Hub
 from .model_link import ModelConnectError, ModelConnector, PrewarmPool
+from .openai_calls import RealtimeCalls
 from .security import SignatureChecker, StreamTokens
 from .settings import Settings
 from .store import Profile, SavedDefaults, Store
 from .tools.registry import ToolRegistry
 from .twilio_rest import TwilioRest
 
+if TYPE_CHECKING:
+    from .sip import SipState
+
 log = logging.getLogger("relay")
 
 _RINGING_KEPT = 1000  # calls between /twiml and their stream, at most
+
+
+def _sip_state() -> SipState:
+    from .sip import SipState
+
+    return SipState.new()
 
 
 @dataclass
@@ -33,6 +43,7 @@ class RelayContext:
     prewarm: PrewarmPool
     tools: ToolRegistry
     twilio: TwilioRest | None
+    realtime_calls: RealtimeCalls  # SIP calls' REST: accept, reject, hang up, refer
     hub: Hub = field(default_factory=Hub)
     tokens: StreamTokens = field(default_factory=StreamTokens)
     signatures: SignatureChecker = field(init=False)
@@ -47,6 +58,8 @@ class RelayContext:
         default_factory=lambda: {"status": "unknown", "detail": ""}
     )
     store: Store | None = None
+    webhook_secret: str = ""  # OPENAI_WEBHOOK_SECRET (or the simulator's): SIP mode is on
+    sip: SipState = field(default_factory=lambda: _sip_state())
     # What /twiml decided for a call, for its stream: the profile and when it rang.
     _ringing: OrderedDict[str, tuple[Profile | None, float]] = field(default_factory=OrderedDict)
 

@@ -63,6 +63,8 @@ async def running_relay(
             "PUBLIC_URL": f"http://127.0.0.1:{port}",
             "PORT": str(port),
             "OPENAI_REALTIME_URL": model_url,
+            "OPENAI_API_BASE": sim.api_base,  # SIP calls' REST
+            "OPENAI_WEBHOOK_SECRET": sim.webhook_secret,  # SIP webhooks, signed by the sim
             "RELAY_DATA_DIR": data.name,
             **(env or {}),
         }

@@ -38,9 +38,23 @@ class ModelConnector:
     connect_timeout_s: float = 10.0
 
     async def connect(self, model: str) -> aiohttp.ClientWebSocketResponse:
+        """A new Realtime session for `model`."""
+        return await self._connect(f"{self.url}?model={quote(model)}")
+
+    async def join_call(self, call_id: str) -> aiohttp.ClientWebSocketResponse:
+        """The control socket of an accepted SIP call (its session lives with the call)."""
+        try:
+            return await self._connect(f"{self.url}?call_id={quote(call_id, safe='')}")
+        except ModelConnectError as exc:
+            if exc.status == 404:  # the call is over (or was never accepted)
+                raise ModelConnectError(
+                    "the call is no longer there (HTTP 404 on the upgrade)", status=404, final=True
+                ) from None
+            raise
+
+    async def _connect(self, url: str) -> aiohttp.ClientWebSocketResponse:
         # GA: Authorization only; never the OpenAI-Beta header.
         headers = {"Authorization": f"Bearer {self.api_key.get() or 'simulator'}"}
-        url = f"{self.url}?model={quote(model)}"
         try:
             return await self.http.ws_connect(
                 url,

@@ -217,27 +217,17 @@ class CallRunner:
     async def _connect(self, action: Connect) -> None:
         if action.delay_s > 0:
             await asyncio.sleep(action.delay_s)
-        ws: aiohttp.ClientWebSocketResponse | None = None
-        configured = False
-        if action.prewarmed and self._prewarm_sid is not None:
-            warm = await self.ctx.prewarm.take(
-                self._prewarm_sid, action.model, self.bridge.config.session
-            )
-            self._prewarm_sid = None
-            if warm is not None:
-                ws, configured = warm.ws, True
-        if ws is None:
-            try:
-                ws = await self.ctx.connector.connect(action.model)
-            except ModelConnectError as exc:
-                log.warning("call %s: %s", self.bridge.call_sid, exc)
-                self.ctx.model_refused(exc)
-                await self.execute(
-                    self.bridge.on_connect_failed(
-                        action.gen, time.monotonic(), final=exc.final, detail=str(exc)
-                    )
+        try:
+            ws, configured = await self._open(action)
+        except ModelConnectError as exc:
+            log.warning("call %s: %s", self.bridge.call_sid, exc)
+            self.ctx.model_refused(exc)
+            await self.execute(
+                self.bridge.on_connect_failed(
+                    action.gen, time.monotonic(), final=exc.final, detail=str(exc)
                 )
-                return
+            )
+            return
         self.ctx.model_ok()
         if self._finished:
             await ws.close()
@@ -247,6 +237,18 @@ class CallRunner:
         if not action.spare and self.bridge.upstream.gen == action.gen:
             self._make_current(action.gen)
         await self.execute(actions)
+
+    async def _open(self, action: Connect) -> tuple[aiohttp.ClientWebSocketResponse, bool]:
+        """A model socket for `action`: the pre-warmed one if it fits, else a new one.
+        The bool says whether it is already configured. Raises ModelConnectError."""
+        if action.prewarmed and self._prewarm_sid is not None:
+            warm = await self.ctx.prewarm.take(
+                self._prewarm_sid, action.model, self.bridge.config.session
+            )
+            self._prewarm_sid = None
+            if warm is not None:
+                return warm.ws, True
+        return await self.ctx.connector.connect(action.model), False
 
     def _make_current(self, gen: int) -> None:
         self.current = gen

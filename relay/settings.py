@@ -19,6 +19,7 @@ from .store import settings as store_settings
 from .store.settings import StoreSettings
 
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime"
+DEFAULT_API_BASE = "https://api.openai.com/v1"
 
 # Env variable -> the session field it sets (named as in the original TypeScript relay).
 _SESSION_ENV = (
@@ -45,6 +46,8 @@ _SESSION_ENV = (
 class Settings:
     openai_api_key: Secret = field(default_factory=lambda: Secret(""))
     realtime_url: str = DEFAULT_REALTIME_URL
+    api_base: str = DEFAULT_API_BASE  # REST: SIP calls' accept, reject, hangup, refer
+    openai_webhook_secret: Secret = field(default_factory=lambda: Secret(""))  # SIP mode
     public_url: str = ""
     host: str = "0.0.0.0"
     port: int = 8081
@@ -193,6 +196,19 @@ def _env_name_for(exc: SessionConfigError, env: Mapping[str, str]) -> str:
     return "OPENAI_* session variables"
 
 
+def _webhook_secret(env: Mapping[str, str]) -> Secret:
+    """OPENAI_WEBHOOK_SECRET (whsec_...), checked now so a bad one fails at start-up."""
+    value = ep.text(env, "OPENAI_WEBHOOK_SECRET")
+    if value:
+        from .store.webhook import signing_key
+
+        try:
+            signing_key(value)
+        except ValueError as exc:
+            raise SettingsError("OPENAI_WEBHOOK_SECRET", str(exc)) from None
+    return Secret(value)
+
+
 def load_env(*paths: str | None) -> dict[str, str]:
     """The process environment over the .env files, later files winning.
 
@@ -226,6 +242,8 @@ def from_env(env: Mapping[str, str]) -> Settings:
     return Settings(
         openai_api_key=Secret(ep.text(env, "OPENAI_API_KEY")),
         realtime_url=ep.url(env, "OPENAI_REALTIME_URL", DEFAULT_REALTIME_URL, ("ws", "wss")),
+        api_base=ep.url(env, "OPENAI_API_BASE", DEFAULT_API_BASE, ("http", "https")).rstrip("/"),
+        openai_webhook_secret=_webhook_secret(env),
         public_url=ep.url(env, "PUBLIC_URL"),
         host=ep.text(env, "RELAY_HOST", "0.0.0.0"),
         port=ep.integer(env, "PORT", 8081, 1, 65535),

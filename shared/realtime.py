@@ -339,6 +339,26 @@ class Error(ServerEvent, tag="error"):
     error: ErrorInfo = msgspec.field(default_factory=ErrorInfo)
 
 
+# WebRTC/SIP only (the service plays the audio itself): where playback is, and keypresses.
+
+
+class OutputAudioBufferStarted(ServerEvent, tag="output_audio_buffer.started"):
+    response_id: str = ""
+
+
+class OutputAudioBufferStopped(ServerEvent, tag="output_audio_buffer.stopped"):
+    response_id: str = ""
+
+
+class OutputAudioBufferCleared(ServerEvent, tag="output_audio_buffer.cleared"):
+    response_id: str = ""
+
+
+class DtmfReceived(ServerEvent, tag="input_audio_buffer.dtmf_event_received"):
+    event: str = ""  # the key: 0-9, *, #, A-D
+    received_at: int = 0
+
+
 KnownServerEvent = Union[
     SessionCreated,
     SessionUpdated,
@@ -371,6 +391,10 @@ KnownServerEvent = Union[
     FunctionCallArgumentsDone,
     RateLimitsUpdated,
     Error,
+    OutputAudioBufferStarted,
+    OutputAudioBufferStopped,
+    OutputAudioBufferCleared,
+    DtmfReceived,
 ]
 
 

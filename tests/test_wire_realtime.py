@@ -365,6 +365,28 @@ SERVER_EVENTS: dict[str, dict[str, Any]] = {
             "event_id": "evt_cli_1",
         },
     },
+    # WebRTC/SIP only: the service plays the audio and reports where it is.
+    "output_audio_buffer.started": {
+        "type": "output_audio_buffer.started",
+        "event_id": "event_abc",
+        "response_id": "resp_x",
+    },
+    "output_audio_buffer.stopped": {
+        "type": "output_audio_buffer.stopped",
+        "event_id": "event_abd",
+        "response_id": "resp_x",
+    },
+    "output_audio_buffer.cleared": {
+        "type": "output_audio_buffer.cleared",
+        "event_id": "event_abe",
+        "response_id": "resp_x",
+    },
+    "input_audio_buffer.dtmf_event_received": {
+        "type": "input_audio_buffer.dtmf_event_received",
+        "event_id": "event_abf",
+        "event": "5",
+        "received_at": 1767000000,
+    },
 }
 
 
@@ -490,7 +512,6 @@ UNKNOWN_EVENTS = [
         "start": 0.0,
         "end": 0.4,
     },
-    {"type": "output_audio_buffer.started", "event_id": "event_abc", "response_id": "resp_x"},
     {"type": "some.future.event", "nested": {"a": [1, 2.5, None, True, "s"]}},
 ]
 

@@ -33,6 +33,8 @@ from shared import session as sess
 from shared.audio import BYTES_PER_MS, rms_mulaw, tone_mulaw
 
 from .script import ModelScript, Reply, ScriptItem, ToolCall
+from .sip import SimSipCall, new_secret
+from .sip import rest as sip_rest
 
 log = logging.getLogger("relay.sim.model")
 
@@ -188,8 +190,12 @@ class SimSession:
         script: ModelScript,
         model: str,
         faults: Faults | None = None,
+        sip_config: dict[str, Any] | None = None,
     ) -> None:
         self.faults = faults or Faults()
+        # SIP: the session of an accepted call; the caller's audio and the playback are the
+        # service's own (no input appends, no audio deltas; output_audio_buffer.* instead).
+        self.sip = sip_config is not None
         self.ws = ws
         self.request = request
         self.script = script
@@ -222,6 +228,12 @@ class SimSession:
         self._speaking = False
         self._silence_ms = 0.0
         self._user_item_id = ""
+        # SIP: the caller's line (speech until this loop time) and what is being played.
+        self._speak_until = 0.0
+        self._playing: tuple[str, str, float] | None = None  # (response, item, started at)
+        self.heard_ms: dict[str, float] = {}  # SIP: assistant item -> ms the caller heard
+        if sip_config is not None:
+            self.effective = sess.merge(self.effective, sip_config)
 
     # --- inspection helpers for tests ------------------------------------------------
 
@@ -316,6 +328,8 @@ class SimSession:
         await self._send({"type": "session.created", "session": copy.deepcopy(self.effective)})
         if self.script.expire_after_s is not None:
             self._spawn(self._expire(self.script.expire_after_s))
+        if self.sip:
+            self._spawn(self._line())
         async for msg in self.ws:
             if msg.type == WSMsgType.TEXT:
                 await self._on_text(msg.data)
@@ -332,6 +346,81 @@ class SimSession:
             await asyncio.wait(list(self._tasks))
         self.closed.set()
         self._bump()
+
+    # --- SIP: the caller's line, spoken to and heard by the service itself ---------------
+
+    @property
+    def playing(self) -> bool:
+        """SIP: an answer is being played to the caller."""
+        return self._playing is not None
+
+    async def until(self, predicate: Callable[[], bool], timeout: float) -> None:
+        """Until `predicate()` holds, re-checked whenever this session sends or receives."""
+        async with asyncio.timeout(timeout):
+            while not predicate() and not self.closed.is_set():
+                await self._changed.wait()
+
+    async def hear(self, ms: int) -> None:
+        """SIP: the caller speaks for `ms` (the line's VAD hears voice, then silence)."""
+        loop = asyncio.get_running_loop()
+        self._speak_until = loop.time() + ms / 1000
+        await asyncio.sleep(ms / 1000)
+
+    async def key(self, digit: str) -> None:
+        """SIP: the caller presses a key."""
+        await self._send(
+            {
+                "type": "input_audio_buffer.dtmf_event_received",
+                "event": digit,
+                "received_at": int(time.time()),
+            }
+        )
+
+    async def _line(self) -> None:
+        """20 ms frames of the caller's line through the turn detection, in real time."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        frame_bytes = int(20 * self._bpm("input"))
+        while True:
+            due += 0.02
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            td = self._turn_detection()
+            if td is None:
+                continue
+            before = self._input_ms
+            self._input_ms += 20
+            self._buffer_bytes += frame_bytes
+            await self._vad_frame(loop.time() < self._speak_until, before, td)
+
+    async def _play(self, resp: _Response, item: dict[str, Any], ms: float) -> None:
+        """SIP: the service plays `ms` of answer to the caller, in real time."""
+        loop = asyncio.get_running_loop()
+        if self._playing is None:
+            self._playing = (resp.id, item["id"], loop.time())
+            await self._send({"type": "output_audio_buffer.started", "response_id": resp.id})
+        resp.audio_ms += ms
+        await resp.checkpoint(self._playing[2] + resp.audio_ms / 1000 - loop.time())
+
+    async def _played(self, resp: _Response, cleared: bool) -> None:
+        """SIP: the answer finished playing, or the caller cut it off."""
+        if self._playing is None:
+            return
+        _, item_id, started = self._playing
+        self._playing = None
+        heard = min(resp.audio_ms, (asyncio.get_running_loop().time() - started) * 1000)
+        self.heard_ms[item_id] = heard
+        if cleared:
+            await self._send({"type": "output_audio_buffer.cleared", "response_id": resp.id})
+            await self._send(
+                {
+                    "type": "conversation.item.truncated",
+                    "item_id": item_id,
+                    "content_index": 0,
+                    "audio_end_ms": int(heard),
+                }
+            )
+        else:
+            await self._send({"type": "output_audio_buffer.stopped", "response_id": resp.id})
 
     async def _expire(self, after_s: float) -> None:
         await asyncio.sleep(after_s)
@@ -799,6 +888,8 @@ class SimSession:
             return
         if item.get("type") == "message" and resp.part_open:
             if item["content"] and item["content"][0].get("type") == "output_audio":
+                if self.sip:
+                    await self._played(resp, cleared=True)
                 await self._finish_audio_item(resp, item, resp.transcript, "incomplete")
                 return
             ids = {**self._ids(resp, item), "output_index": resp.output.index(item)}
@@ -925,6 +1016,8 @@ class SimSession:
         self.audio_sent_bytes[item["id"]] = 0
         await self._stream_audio(resp, item, ids, reply)
         await self._finish_audio_item(resp, item, reply.text, "completed")
+        if self.sip:
+            await self._played(resp, cleared=False)
 
     async def _stream_audio(
         self, resp: _Response, item: dict[str, Any], ids: dict[str, Any], reply: Reply
@@ -937,6 +1030,20 @@ class SimSession:
         words = _split_words(reply.text, max(1, len(chunks)))
         pace = self._pacer(resp)
         await resp.checkpoint(self.script.first_audio_delay_s)
+        if self.sip:  # the service plays it: transcript as it is heard, no audio deltas
+            for chunk, chunk_words in zip(chunks, words, strict=False):
+                await self._play(resp, item, len(chunk) / bpm)
+                if chunk_words:
+                    resp.transcript += chunk_words
+                    item["content"][0]["transcript"] = resp.transcript
+                    await self._send(
+                        {
+                            "type": "response.output_audio_transcript.delta",
+                            **ids,
+                            "delta": chunk_words,
+                        }
+                    )
+            return
         for i, chunk_words in enumerate(words):
             await pace(i)
             if chunk_words:
@@ -1094,12 +1201,18 @@ class SimModel:
         self.rejected: list[int] = []  # HTTP statuses of refused handshakes
         self.faults = Faults()
         self.url = ""
+        self.api_base = ""  # REST, for SIP calls: http://host:port/v1
+        self.webhook_secret = new_secret()  # signs the simulated SIP webhooks
+        self.sip_calls: dict[str, SimSipCall] = {}
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Condition()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application()
         app.router.add_get("/v1/realtime", self._handle)
+        app.router.add_post(
+            "/v1/realtime/calls/{call_id}/{verb}", lambda request: sip_rest(self, request)
+        )
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -1109,6 +1222,7 @@ class SimModel:
         sockets = getattr(server, "sockets", None) or []
         bound = sockets[0].getsockname()[1] if sockets else port
         self.url = f"ws://{host}:{bound}/v1/realtime"
+        self.api_base = f"http://{host}:{bound}/v1"
         return self.url
 
     async def stop(self) -> None:
@@ -1153,6 +1267,12 @@ class SimModel:
                 }
             }
             return web.json_response(body, status=401)
+        call = None
+        if "call_id" in request.query:  # SIP: the control socket of an accepted call
+            call = self.sip_calls.get(request.query["call_id"])
+            if call is None or call.state != "accepted":
+                self.rejected.append(404)
+                return web.json_response({"error": {"message": "Call not found."}}, status=404)
         if self.script.connect_delay_s:
             await asyncio.sleep(self.script.connect_delay_s)
         ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, heartbeat=None)
@@ -1161,7 +1281,14 @@ class SimModel:
             await ws.close(code=4000, message=b"beta_api_shape_disabled")
             return ws
         model = request.query.get("model", "gpt-realtime")
-        session = SimSession(ws, request, self.script, model, self.faults)
+        if call is not None:
+            model = str(call.config.get("model", model))
+        session = SimSession(
+            ws, request, self.script, model, self.faults, call.config if call else None
+        )
+        if call is not None:
+            call.sessions.append(session)
+            call.bump()
         async with self._changed:
             self.sessions.append(session)
             self._changed.notify_all()
