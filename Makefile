@@ -31,9 +31,10 @@ typecheck: setup
 unit: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-## make call: place a simulated call of SECONDS (default 60) against a relay (default: local)
+## make call: place a simulated call of SECONDS (default 60) against a relay (default: local);
+## MODE=sip places it as a SIP call (OpenAI carrying the audio; simulator mode)
 call: setup
-	$(BIN)/python scripts/demo_call.py $(or $(URL),http://127.0.0.1:8081) --seconds $(or $(SECONDS),60)
+	$(BIN)/python scripts/demo_call.py $(or $(URL),http://127.0.0.1:8081) --seconds $(or $(SECONDS),60) --mode $(or $(MODE),twilio)
 
 bench: setup
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)

@@ -157,7 +157,9 @@ def build_context(
     )
     registry = default_registry(
         timeout_s=settings.tool_timeout_s,
-        twilio_rest=twilio is not None,
+        # A transfer redirects a Media Streams call through Twilio's REST API, or refers a
+        # SIP call through OpenAI's: either makes the tool usable.
+        can_transfer=twilio is not None or bool(webhook_secret or settings.openai_webhook_secret),
         transfer_number=settings.transfer_number,
     )
     ctx = RelayContext(
@@ -197,6 +199,7 @@ def create_app(settings: Settings) -> web.Application:
         async with aiohttp.ClientSession(connector=connector) as http:
             ctx = build_context(settings, http, model_url, api_base, webhook_secret)
             ctx.store = store
+            ctx.sim_model = sim
             app[RELAY] = ctx
             # A database that is away must not keep the relay from taking calls: a few
             # seconds, then calls run on the env defaults and records queue until it answers.

@@ -167,7 +167,7 @@ async def _dispatch(ctx: RelayContext, cmd: ConsoleCommand) -> dict[str, Any]:
             raise ValueError("sim.call works only in simulator mode (no OPENAI_API_KEY)")
         from .sim_calls import start_sim_call
 
-        sim_sid = start_sim_call(ctx, cmd.seconds)
+        sim_sid = start_sim_call(ctx, cmd.seconds, cmd.mode)
         return {"call_sid": sim_sid}
     warning = ""
     if isinstance(cmd, SessionUpdateCommand) and cmd.scope in ("default", "both"):

@@ -60,6 +60,7 @@ class RelayContext:
     store: Store | None = None
     webhook_secret: str = ""  # OPENAI_WEBHOOK_SECRET (or the simulator's): SIP mode is on
     sip: SipState = field(default_factory=lambda: _sip_state())
+    sim_model: Any = None  # the built-in SimModel in simulator mode (SIP calls need it)
     # What /twiml decided for a call, for its stream: the profile and when it rang.
     _ringing: OrderedDict[str, tuple[Profile | None, float]] = field(default_factory=OrderedDict)
 

@@ -13,24 +13,35 @@ if TYPE_CHECKING:
 log = logging.getLogger("relay.sim")
 
 
-def start_sim_call(ctx: RelayContext, seconds: float) -> str:
-    """Start a simulated caller against this relay; returns its CallSid."""
+def start_sim_call(ctx: RelayContext, seconds: float, mode: str = "twilio") -> str:
+    """Start a simulated caller against this relay; returns its CallSid (SIP: call id)."""
     from .sim.caller import conversation, place_call
+    from .sim.sip import place_sip_call
 
     if len(ctx.sim_tasks) >= 5:
         raise ValueError("five simulated calls are already running")
-    call_sid = "CA" + secrets.token_hex(16)
+    sim = ctx.sim_model
+    if mode == "sip" and sim is None:
+        raise ValueError("a simulated SIP call needs the built-in simulated model")
+    call_sid = ("rtc_" if mode == "sip" else "CA") + secrets.token_hex(16)
     steps = conversation(max(5.0, min(seconds, 300.0)))
 
     async def run() -> None:
         try:
-            auth = ctx.settings.twilio_auth_token.get() or None
-            record = await place_call(
-                ctx.public_base, steps=steps, auth_token=auth, call_sid=call_sid
-            )
-            # Not among the problems: the relay hanging up (the console's Hang up, the
-            # agent's end_call) is a normal end; the call's end reason says which.
-            problems = record.failures + record.protocol_errors
+            if mode == "sip":
+                assert sim is not None
+                sip = await place_sip_call(
+                    sim, ctx.public_base, steps=steps, call_id=call_sid, secret=ctx.webhook_secret
+                )
+                problems = sip.failures
+            else:
+                auth = ctx.settings.twilio_auth_token.get() or None
+                record = await place_call(
+                    ctx.public_base, steps=steps, auth_token=auth, call_sid=call_sid
+                )
+                # Not among the problems: the relay hanging up (the console's Hang up, the
+                # agent's end_call) is a normal end; the call's end reason says which.
+                problems = record.failures + record.protocol_errors
         except Exception as exc:
             problems = [f"{type(exc).__name__}: {exc}"]
         if problems:

@@ -4,6 +4,9 @@
         relay is up, wait until someone logs in to the console, then place one demo call,
         so the first screen shows a call happening. Then idle, so honcho keeps the others.
     scripts/demo_call.py [URL] [--seconds S]   `make call`: place one demo call now.
+    scripts/demo_call.py [URL] --mode sip       `make call MODE=sip`: the same as a SIP call
+        (OpenAI carrying the audio): the relay's built-in simulator rings it, asked over
+        the console feed with RELAY_CONSOLE_TOKEN.
 
 The call hears any greeting, talks over the first answer (a barge-in), asks about the
 weather (a tool the relay runs) and an order (`lookup_order`, answered from the console's
@@ -81,6 +84,36 @@ async def demo_call(base: str, seconds: float, auth_token: str | None) -> bool:
     return record.ok
 
 
+async def sip_call(base: str, seconds: float, token: str) -> bool:
+    """Ask the relay (simulator mode) to ring itself with a simulated SIP call; follow it."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    logs = base.replace("http", "ws", 1) + "/logs"
+    print(f"demo: placing a simulated SIP call of about {seconds:.0f} s...", flush=True)
+    async with aiohttp.ClientSession() as http, http.ws_connect(logs, headers=headers) as ws:
+        await ws.send_json({"type": "sim.call", "seconds": seconds, "mode": "sip", "id": "sip"})
+        call_sid = ""
+        async with asyncio.timeout(seconds + 60):
+            async for msg in ws:
+                event = msg.json() if msg.type is aiohttp.WSMsgType.TEXT else {}
+                kind = event.get("type")
+                if kind == "command.error" and event.get("id") == "sip":
+                    print(f"demo: the relay refused: {event.get('message')}")
+                    return False
+                if kind == "command.ok" and event.get("id") == "sip":
+                    call_sid = event.get("call_sid", "")
+                elif kind == "call.ended" and event.get("call_sid") == call_sid:
+                    summary = event.get("summary", {})
+                    print(
+                        f"demo: SIP call {call_sid} ended ({summary.get('reason')}): "
+                        f"{summary.get('duration_s')} s, {summary.get('turns')} turns, "
+                        f"latency {summary.get('latency_ms')} ms"
+                    )
+                    return summary.get("end_reason") == "caller_hung_up"
+                elif kind == "error" and event.get("call_sid") == call_sid:
+                    print(f"demo: {event.get('code')}: {event.get('message')}")
+    return False
+
+
 async def main(argv: Sequence[str] | None = None) -> int:
     env = _env()
     p = argparse.ArgumentParser(prog="scripts/demo_call.py", description=__doc__)
@@ -88,9 +121,12 @@ async def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("url", nargs="?", default=env.get("RELAY_URL", "http://127.0.0.1:8081"))
     p.add_argument("--seconds", type=float, default=60.0, help="length of the call")
     p.add_argument("--wait-for-console", action="store_true", help="make run's demo process")
+    p.add_argument("--mode", choices=["twilio", "sip"], default="twilio", help="how it calls")
     args = p.parse_args(argv)
     base = args.url.rstrip("/")
     auth = env.get("TWILIO_AUTH_TOKEN") or None
+    if args.mode == "sip":
+        return 0 if await sip_call(base, args.seconds, env.get("RELAY_CONSOLE_TOKEN", "")) else 1
     if not args.wait_for_console:
         return 0 if await demo_call(base, args.seconds, auth) else 1
 

@@ -62,6 +62,7 @@ class SimCallCommand(Command, tag="sim.call"):
     """Simulator mode only: the relay places a simulated call to itself."""
 
     seconds: float = 20.0
+    mode: Literal["twilio", "sip"] = "twilio"  # a Media Streams call, or a SIP one
 
 
 class PingCommand(Command, tag="ping"):

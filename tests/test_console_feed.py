@@ -74,7 +74,7 @@ async def test_connects_with_bearer_token_sends_commands_and_reconnects(
 
     cmd_id = await feed.send({"type": "sim.call", "seconds": 5})
     got = await asyncio.wait_for(fake.commands.get(), 5)
-    assert got == {"type": "sim.call", "id": cmd_id, "seconds": 5.0}
+    assert got == {"type": "sim.call", "id": cmd_id, "seconds": 5.0, "mode": "twilio"}
 
     await fake.sockets[-1].close()  # the relay restarts
     online, why = await asyncio.wait_for(rec.status.get(), 5)

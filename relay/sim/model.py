@@ -196,6 +196,7 @@ class SimSession:
         # SIP: the session of an accepted call; the caller's audio and the playback are the
         # service's own (no input appends, no audio deltas; output_audio_buffer.* instead).
         self.sip = sip_config is not None
+        self.sip_call: SimSipCall | None = None  # set by SimModel for a call's socket
         self.ws = ws
         self.request = request
         self.script = script
@@ -231,6 +232,7 @@ class SimSession:
         # SIP: the caller's line (speech until this loop time) and what is being played.
         self._speak_until = 0.0
         self._playing: tuple[str, str, float] | None = None  # (response, item, started at)
+        self.last_played_at = 0.0  # loop time an answer last stopped playing
         self.heard_ms: dict[str, float] = {}  # SIP: assistant item -> ms the caller heard
         if sip_config is not None:
             self.effective = sess.merge(self.effective, sip_config)
@@ -346,6 +348,8 @@ class SimSession:
             await asyncio.wait(list(self._tasks))
         self.closed.set()
         self._bump()
+        if self.sip_call is not None:
+            self.sip_call.bump()  # the caller's side waits on the call, not on this socket
 
     # --- SIP: the caller's line, spoken to and heard by the service itself ---------------
 
@@ -354,11 +358,20 @@ class SimSession:
         """SIP: an answer is being played to the caller."""
         return self._playing is not None
 
+    def heard_total_ms(self) -> float:
+        """SIP: all the answer audio the caller has heard so far, the current one included."""
+        total = sum(self.heard_ms.values())
+        if self._playing is not None:
+            total += (asyncio.get_running_loop().time() - self._playing[2]) * 1000
+        return total
+
     async def until(self, predicate: Callable[[], bool], timeout: float) -> None:
-        """Until `predicate()` holds, re-checked whenever this session sends or receives."""
+        """Until `predicate()` holds: re-checked when this session sends or receives, and
+        every 20 ms (what the caller hears moves on with no event)."""
         async with asyncio.timeout(timeout):
             while not predicate() and not self.closed.is_set():
-                await self._changed.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 0.02)
 
     async def hear(self, ms: int) -> None:
         """SIP: the caller speaks for `ms` (the line's VAD hears voice, then silence)."""
@@ -407,7 +420,9 @@ class SimSession:
             return
         _, item_id, started = self._playing
         self._playing = None
-        heard = min(resp.audio_ms, (asyncio.get_running_loop().time() - started) * 1000)
+        now = asyncio.get_running_loop().time()
+        self.last_played_at = now
+        heard = min(resp.audio_ms, (now - started) * 1000)
         self.heard_ms[item_id] = heard
         if cleared:
             await self._send({"type": "output_audio_buffer.cleared", "response_id": resp.id})
@@ -1210,9 +1225,7 @@ class SimModel:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application()
         app.router.add_get("/v1/realtime", self._handle)
-        app.router.add_post(
-            "/v1/realtime/calls/{call_id}/{verb}", lambda request: sip_rest(self, request)
-        )
+        app.router.add_post("/v1/realtime/calls/{call_id}/{verb}", self._sip_rest)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -1240,6 +1253,9 @@ class SimModel:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _sip_rest(self, request: web.Request) -> web.Response:
+        return await sip_rest(self, request)
 
     async def wait_for_session(self, n: int = 1, timeout: float = 5.0) -> SimSession:
         """The n-th session (1-based), awaiting its connection if needed."""
@@ -1287,6 +1303,7 @@ class SimModel:
             ws, request, self.script, model, self.faults, call.config if call else None
         )
         if call is not None:
+            session.sip_call = call
             call.sessions.append(session)
             call.bump()
         async with self._changed:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -29,7 +30,16 @@ from aiohttp import web
 
 from relay.store.webhook import signed_headers, signing_key
 
-from .caller import Dtmf, Hangup, Silence, Speak, Step, WaitForAssistant, WaitForAssistantDone
+from .caller import (
+    QUIET_S,
+    Dtmf,
+    Hangup,
+    Silence,
+    Speak,
+    Step,
+    WaitForAssistant,
+    WaitForAssistantDone,
+)
 
 if TYPE_CHECKING:
     from .model import SimModel, SimSession
@@ -181,39 +191,62 @@ async def place_sip_call(
 def _answered(
     session: SimSession, step: WaitForAssistant | WaitForAssistantDone, over: Callable[[], bool]
 ) -> Callable[[], bool]:
-    """The condition a wait step waits for: an answer starts playing, or one more ends."""
-    done = len(session.heard_ms) + 1
+    """What a wait step waits for, as a SIP caller hears it (cf. SimCaller's waits)."""
+    loop = asyncio.get_running_loop()
     if isinstance(step, WaitForAssistant):
-        return lambda: over() or session.playing or len(session.heard_ms) >= done
-    return lambda: over() or len(session.heard_ms) >= done
+        base = session.heard_total_ms()
+
+        def heard() -> bool:
+            new = session.heard_total_ms() - base
+            return over() or (new > 0 and new >= step.min_heard_ms)
+
+        return heard
+    since = loop.time()
+
+    def done() -> bool:
+        quiet = loop.time() - max(session.last_played_at, since) >= QUIET_S
+        idle = not session.playing and session.active_response_id is None
+        return over() or (quiet and idle)
+
+    return done
 
 
 async def _run(call: SimSipCall, steps: Sequence[Step], record: SipCallRecord) -> None:
     def over() -> bool:
         return call.state in ("ended", "referred")
 
-    for step in steps:
-        if over():
-            return
+    def joined() -> bool:
         session = call.session
-        assert session is not None
-        if isinstance(step, Speak):
-            await session.hear(step.ms)
-        elif isinstance(step, Silence):
-            await asyncio.sleep(step.ms / 1000)
-        elif isinstance(step, Dtmf):
-            await session.key(step.digit)
-        elif isinstance(step, (WaitForAssistant, WaitForAssistantDone)):
-            try:
-                await session.until(_answered(session, step, over), step.timeout)
-            except TimeoutError:
-                record.failures.append(f"{type(step).__name__}: no answer in {step.timeout} s")
-        elif isinstance(step, Hangup):
-            call.state, call.ended_by = "ended", "caller"
-            if not session.ws.closed:
-                await session.ws.close(code=1000, message=b"the caller hung up")
-            call.bump()
-            break
-    session = call.session
-    if session is not None:
-        record.heard_ms = list(session.heard_ms.values())
+        return over() or (session is not None and not session.closed.is_set())
+
+    try:
+        for step in steps:
+            if over():
+                return
+            if isinstance(step, Silence):
+                with contextlib.suppress(TimeoutError):  # a hang-up ends the silence early
+                    await call.wait(over, step.ms / 1000)
+                continue
+            # The control socket dropped: the line stays up while the relay joins again.
+            with contextlib.suppress(TimeoutError):
+                await call.wait(joined, 10)
+            session = call.session
+            if over() or session is None:
+                return
+            if isinstance(step, Speak):
+                await session.hear(step.ms)
+            elif isinstance(step, Dtmf):
+                await session.key(step.digit)
+            elif isinstance(step, (WaitForAssistant, WaitForAssistantDone)):
+                try:
+                    await session.until(_answered(session, step, over), step.timeout)
+                except TimeoutError:
+                    record.failures.append(f"{type(step).__name__}: no answer in {step.timeout} s")
+            elif isinstance(step, Hangup):
+                call.state, call.ended_by = "ended", "caller"
+                if not session.ws.closed:
+                    await session.ws.close(code=1000, message=b"the caller hung up")
+                call.bump()
+                return
+    finally:
+        record.heard_ms = [ms for s in call.sessions for ms in s.heard_ms.values()]

@@ -50,7 +50,7 @@ def make_transfer(number: str) -> Tool:
     )
 
 
-def default_registry(*, timeout_s: float, twilio_rest: bool, transfer_number: str) -> ToolRegistry:
+def default_registry(*, timeout_s: float, can_transfer: bool, transfer_number: str) -> ToolRegistry:
     reg = ToolRegistry(default_timeout_s=timeout_s)
     reg.add(
         Tool(
@@ -68,7 +68,7 @@ def default_registry(*, timeout_s: float, twilio_rest: bool, transfer_number: st
         )
     )
     # end_call works without Twilio REST (closing the stream ends a <Connect> call), but
-    # a transfer needs to redirect the call, which only the REST API can do.
+    # a transfer needs a REST API to move the call (Twilio's redirect, or a SIP refer).
     reg.add(
         Tool(
             name="end_call",
@@ -77,6 +77,6 @@ def default_registry(*, timeout_s: float, twilio_rest: bool, transfer_number: st
             handler=end_call,
         )
     )
-    if twilio_rest and transfer_number:
+    if can_transfer and transfer_number:
         reg.add(make_transfer(transfer_number))
     return reg
