@@ -362,3 +362,36 @@ def test_the_relay_url_for_browser_calls() -> None:
     assert ConsoleSettings(relay_url="http://127.0.0.1:8081").browser_call_url == (
         "ws://127.0.0.1:8081/browser-call"
     )
+
+
+# --- browser calls elsewhere in the console ----------------------------------------------------
+
+
+def test_a_browser_call_is_marked_as_such_in_the_call_book() -> None:
+    from console.calls import CallBook
+
+    book = CallBook()
+    sid = softphone.new_call_sid()
+    info = {"call_sid": sid, "from": "browser", "direction": "browser", "state": "active"}
+    book.apply({"type": "call.started", "call_sid": sid, "call": info})
+    book.hello([{"call_sid": "CA" + "0" * 32, "from": "+14155550100", "direction": "inbound"}])
+    assert book.calls[sid].browser
+    assert not book.calls["CA" + "0" * 32].browser
+
+
+async def test_a_browser_call_hangs_up_through_the_relay_even_with_twilio_configured() -> None:
+    from console.hangup import hang_up
+
+    settings = ConsoleSettings(
+        twilio_account_sid="AC" + "1" * 32, twilio_auth_token=Secret("tw-token")
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def send(command: dict[str, Any]) -> str:
+        sent.append(command)
+        return ""
+
+    sid = softphone.new_call_sid()
+    result = await hang_up(sid, settings, simulator=False, send=send, browser=True)
+    assert (result.via, result.error) == ("relay", False)
+    assert sent == [{"type": "call.end", "call_sid": sid}]
