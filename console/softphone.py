@@ -384,39 +384,42 @@ async def _pump(
     frames: CallFrames,
     clock: Callable[[], float],
 ) -> str:
-    async def page_to_relay() -> str:
+    """Move frames both ways until one side ends the call; returns why."""
+
+    async def page_to_relay() -> tuple[bool, str]:
         try:
             while (text := await page.receive()) is not None:
                 out = frames.from_page(text, clock())
                 if out is not None:
                     await relay.send_str(out)
                 if frames.stopped:
-                    return "hung up"
+                    return True, "hung up"
         except PageError as exc:
             log.warning("browser call %s: %s", frames.ticket.call_sid, exc)
-            return f"refused: {exc}"
-        return "the page went away"
+            return True, f"refused: {exc}"
+        except (ConnectionError, RuntimeError, aiohttp.ClientError):
+            return False, "the relay connection was lost"
+        return True, "the page went away"
 
-    async def relay_to_page() -> str:
+    async def relay_to_page() -> tuple[bool, str]:
         while True:
             msg = await relay.receive()
             if msg.type is aiohttp.WSMsgType.TEXT:
-                await page.send(frames.from_relay(msg.data))
+                try:
+                    await page.send(frames.from_relay(msg.data))
+                except Exception:  # the page's socket is gone (Starlette raises its own)
+                    return True, "the page went away"
             elif msg.type is aiohttp.WSMsgType.CLOSE:
-                return str(msg.extra or "") or f"the relay closed the call (code {msg.data})"
+                return False, str(msg.extra or "") or f"the relay closed the call ({msg.data})"
             elif msg.type in _GONE:
-                return "the relay connection was lost"
+                return False, "the relay connection was lost"
 
-    tasks = [
-        asyncio.ensure_future(page_to_relay()),
-        asyncio.ensure_future(relay_to_page()),
-    ]
+    tasks = [asyncio.ensure_future(page_to_relay()), asyncio.ensure_future(relay_to_page())]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        first = done.pop()
-        reason = first.result()
-        if first is tasks[0]:
-            # The page ended it: the relay hears Twilio's stop (the caller hung up).
+        by_page, reason = done.pop().result()
+        if by_page:
+            # The caller's side ended it: the relay hears Twilio's stop (the caller hung up).
             if not frames.stopped:
                 with contextlib.suppress(Exception):
                     await relay.send_str(frames.stop())

@@ -395,3 +395,22 @@ async def test_a_browser_call_hangs_up_through_the_relay_even_with_twilio_config
     result = await hang_up(sid, settings, simulator=False, send=send, browser=True)
     assert (result.via, result.error) == ("relay", False)
     assert sent == [{"type": "call.end", "call_sid": sid}]
+
+
+async def test_a_page_that_vanishes_mid_answer_still_hangs_up_at_the_relay(
+    relay: FakeRelay,
+) -> None:
+    class GonePage(FakePage):
+        async def send(self, text: str) -> None:
+            if '"media"' in text:
+                raise RuntimeError("Unexpected ASGI message 'websocket.send'")  # as Starlette
+            await super().send(text)
+
+    page = GonePage()
+    call = asyncio.create_task(softphone.bridge_call(page, relay.url, TOKEN, ticket()))
+    start = await relay.wait_for("start")
+    assert relay.ws is not None
+    sid = start["streamSid"]
+    await relay.ws.send_str(f'{{"event":"media","streamSid":"{sid}","media":{{"payload":"AA=="}}}}')
+    assert await asyncio.wait_for(call, 5) == "the page went away"
+    await relay.wait_for("stop")
