@@ -147,6 +147,7 @@ class Capture extends AudioWorkletProcessor {
 
 const STATS_EVERY = 16; // render quanta between stats messages (~40 ms)
 const UNDERRUN_GAP_S = 0.25; // audio within this long of running dry continues an answer
+const HOLD_ENOUGH_S = 0.25; // queued audio that absorbs jitter by itself
 
 class Player extends AudioWorkletProcessor {
   constructor(options) {
@@ -163,7 +164,7 @@ class Player extends AudioWorkletProcessor {
     this.segStart = 0; // samples before this are silence (a fresh start or a clear)
     this.marks = []; // {name, at}: echoed once `pos` passes `at`
     this.playing = false;
-    this.holdUntil = 0; // a jitter cushion: wait for this much audio before resuming
+    this.holding = false; // a jitter cushion before resuming (see start)
     this.holdDeadline = 0;
     this.dryAt = -1; // audio time the buffer last ran dry while playing
     this.jitterS = 0; // smoothed length of underrun gaps
@@ -204,17 +205,17 @@ class Player extends AudioWorkletProcessor {
 
   start() {
     // Audio into an empty buffer plays at once (the relay times its round trip on that),
-    // unless it continues an answer that ran dry a moment ago: then wait for a cushion,
-    // sized by the gaps seen, so the next late packet does not run it dry again.
+    // unless it continues an answer that ran dry a moment ago (the network or the model
+    // was late): then it waits a cushion, sized by the gaps seen so far, so the next late
+    // packet finds audio still queued. A burst (HOLD_ENOUGH_S queued) needs no cushion.
     this.playing = true;
     this.pos = this.segStart = this.written;
     if (this.dryAt >= 0 && currentTime - this.dryAt < UNDERRUN_GAP_S) {
       this.underruns++;
       const gap = currentTime - this.dryAt;
       this.jitterS = this.jitterS ? 0.8 * this.jitterS + 0.2 * gap : gap;
-      const cushionS = Math.min(0.1, Math.max(0.02, 2 * this.jitterS));
-      this.holdUntil = this.written + cushionS * this.rate;
-      this.holdDeadline = currentTime + cushionS;
+      this.holding = true;
+      this.holdDeadline = currentTime + Math.min(0.1, Math.max(0.02, 2 * this.jitterS));
     }
     this.dryAt = -1;
   }
@@ -260,7 +261,7 @@ class Player extends AudioWorkletProcessor {
     this.pos = this.segStart = this.written;
     this.playing = false;
     this.dryAt = -1;
-    this.holdUntil = 0;
+    this.holding = false;
     this.out.postMessage({ type: "cleared", item, playedMs });
     this.echo(names, true);
   }
@@ -268,10 +269,11 @@ class Player extends AudioWorkletProcessor {
   process(inputs, outputs) {
     const out = outputs[0][0];
     const k = this.kernel;
-    if (this.playing && this.holdUntil) {
-      if (this.written >= this.holdUntil || currentTime >= this.holdDeadline) this.holdUntil = 0;
+    if (this.holding) {
+      const queuedS = (this.written - this.pos) / this.rate;
+      if (currentTime >= this.holdDeadline || queuedS >= HOLD_ENOUGH_S) this.holding = false;
     }
-    if (!this.playing || this.holdUntil) {
+    if (!this.playing || this.holding) {
       out.fill(0);
     } else {
       const start = this.pos;

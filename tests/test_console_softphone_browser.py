@@ -365,6 +365,33 @@ AUDIO_LAB_JS = """async ({ src, plans }) => {
       await sleep(300);
       player.disconnect();
       results[plan.name] = { t0, echoes, clears, frames };
+    } else if (plan.kind === "underrun") {
+      // An answer that runs dry and goes on 40 ms later: it resumes after a cushion.
+      const player = new AudioWorkletNode(ctx, "softphone-player", {
+        numberOfInputs: 0, numberOfOutputs: 1, outputChannelCount: [1],
+        processorOptions: { rate: 8000, format: "pcmu" } });
+      const port = wire(player);
+      const echoes = [];
+      let stats = null;
+      port.onmessage = (e) => {
+        if (e.data.type === "marks") echoes.push(performance.now());
+        if (e.data.type === "stats") stats = e.data;
+      };
+      player.connect(ctx.destination);
+      const chunk = (name) => {
+        const bytes = new Uint8Array(plan.chunk);
+        port.postMessage({ type: "audio", bytes: bytes.buffer }, [bytes.buffer]);
+        port.postMessage({ type: "mark", name });
+        return performance.now();
+      };
+      const t1 = chunk("u:100");
+      while (echoes.length < 1) await sleep(2);
+      await sleep(plan.gapMs);
+      const t2 = chunk("u:200");
+      while (echoes.length < 2) await sleep(2);
+      await sleep(100);
+      player.disconnect();
+      results[plan.name] = { first: echoes[0] - t1, second: echoes[1] - t2, stats };
     }
   }
   await ctx.close();
@@ -398,7 +425,8 @@ async def test_the_page_resamples_with_a_low_pass_and_echoes_marks_as_played() -
     """The worklets in Chromium, no console: a tone keeps its level and pitch through
     capture (mu-law 8 kHz and PCM16 24 kHz); a tone above the call's band is filtered out,
     not folded into it (bare decimation would alias 6 kHz to 2 kHz at full level); played
-    audio echoes its marks 100 ms apart, at once when idle, and a clear echoes the rest."""
+    audio echoes its marks 100 ms apart, at once when idle, and a clear echoes the rest; an
+    answer that runs dry and goes on resumes after a jitter cushion."""
     from playwright.async_api import async_playwright
 
     chunk = _mulaw_tone(1000, 100)
@@ -408,6 +436,7 @@ async def test_the_page_resamples_with_a_low_pass_and_echoes_marks_as_played() -
         {"kind": "tone", "name": "pcm24_1k", "format": "pcm24", "rate": 24000, "freq": 1000},
         {"kind": "tone", "name": "pcm24_15k", "format": "pcm24", "rate": 24000, "freq": 15000},
         {"kind": "playback", "name": "play", "chunks": 8, "chunk": chunk, "clearAfterMs": 550},
+        {"kind": "underrun", "name": "underrun", "chunk": chunk, "gapMs": 40},
     ]
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
@@ -457,6 +486,14 @@ async def test_the_page_resamples_with_a_low_pass_and_echoes_marks_as_played() -
     first_echo = played[0]["t"] - 100  # playback started ~100 ms before the first echo
     assert clear["item"] == "a"
     assert clear["playedMs"] == pytest.approx(clear["t"] - first_echo, abs=25)
+    # A jitter cushion after a mid-answer underrun, and only then.
+    underrun = results["underrun"]
+    print(
+        f"underrun: first echo {underrun['first']:.0f} ms, resumed one {underrun['second']:.0f} ms"
+    )
+    assert underrun["stats"]["underruns"] == 1
+    assert underrun["first"] == pytest.approx(100, abs=25)  # into an empty buffer: at once
+    assert underrun["second"] - 100 >= 40, underrun  # 40 ms late: waits about twice that
     # The player's output, captured again at 8 kHz: the tone came through both resamplers.
     rms, freq = _level(play["frames"][6:20], "pcmu")
     assert freq == pytest.approx(1000, rel=0.05)
