@@ -7,7 +7,7 @@ from __future__ import annotations
 import reflex as rx
 from starlette.applications import Starlette
 
-from console import media
+from console import media, softphone
 from console.components.banners import (
     console_offline_overlay,
     new_call_banner,
@@ -18,6 +18,7 @@ from console.components.checklist import checklist_panel
 from console.components.config import config_panel
 from console.components.functions import functions_panel
 from console.components.login import login_page
+from console.components.softphone import softphone_panel
 from console.components.tools import tools_panel
 from console.components.topbar import topbar
 from console.components.transcript import latency_panel, transcript_panel
@@ -43,7 +44,7 @@ def index() -> rx.Component:
         relay_offline_banner(),
         new_call_banner(),
         rx.grid(
-            _column(checklist_panel(), calls_panel(), outbound_panel()),
+            _column(checklist_panel(), softphone_panel(), calls_panel(), outbound_panel()),
             _column(transcript_panel(), latency_panel()),
             _column(config_panel(), tools_panel(), functions_panel()),
             spacing="3",
@@ -55,7 +56,9 @@ def index() -> rx.Component:
 
 
 app = rx.App(
-    api_transformer=Starlette(routes=media.routes),
+    api_transformer=Starlette(routes=[*media.routes, *softphone.routes]),
+    # The softphone's page half (its AudioWorklet module is assets/softphone-worklet.js).
+    head_components=[rx.script(src="/softphone.js")],
 )
 # The app's own banner instead of Reflex's connection toast and pulser.
 app.app_wraps[(5, "Overlay")] = lambda stateful: console_offline_overlay() if stateful else None

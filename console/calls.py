@@ -111,6 +111,7 @@ class CallLog:
     state: str = "connecting"
     started_at: float = 0.0
     model: str = ""
+    direction: str = ""  # inbound (Twilio) | browser (the console's softphone)
     lines: list[Line] = field(default_factory=list)
     functions: dict[str, FunctionCall] = field(default_factory=dict)
     latency: list[LatencyPoint] = field(default_factory=list)
@@ -134,10 +135,16 @@ class CallLog:
         self.state = str(info.get("state") or self.state)
         self.started_at = float(info.get("started_at") or self.started_at)
         self.model = str(info.get("model") or self.model)
+        self.direction = str(info.get("direction") or self.direction)
 
     @property
     def live(self) -> bool:
         return self.state != "ended"
+
+    @property
+    def browser(self) -> bool:
+        """Placed from a console's softphone: no Twilio call behind it."""
+        return self.direction == "browser"
 
     @property
     def end_reason(self) -> str:

@@ -1,8 +1,9 @@
 """Hanging up: through Twilio REST for real calls, else the relay's `call.end` command.
 
 Twilio ending the call is the sure way (the relay only closes the media stream, and what
-Twilio does next depends on the TwiML); simulated calls, or a console without Twilio
-credentials, only have the relay. If Twilio refuses, the relay is asked as a fallback.
+Twilio does next depends on the TwiML); simulated calls, browser calls (the softphone), or a
+console without Twilio credentials, only have the relay. If Twilio refuses, the relay is
+asked as a fallback.
 """
 
 from __future__ import annotations
@@ -29,10 +30,15 @@ def through_twilio(settings: ConsoleSettings, simulator: bool) -> bool:
 
 
 async def hang_up(
-    call_sid: str, settings: ConsoleSettings, simulator: bool, send: SendCommand
+    call_sid: str,
+    settings: ConsoleSettings,
+    simulator: bool,
+    send: SendCommand,
+    *,
+    browser: bool = False,
 ) -> HangUpResult:
     twilio_error = ""
-    if through_twilio(settings, simulator):
+    if through_twilio(settings, simulator) and not browser:
         try:
             async with twilio(settings) as tw:
                 await tw.hang_up(call_sid)

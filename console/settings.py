@@ -51,8 +51,16 @@ class ConsoleSettings:
 
     @property
     def logs_url(self) -> str:
+        return self._ws_url("/logs")
+
+    @property
+    def browser_call_url(self) -> str:
+        """Where the console backend streams the softphone's calls."""
+        return self._ws_url("/browser-call")
+
+    def _ws_url(self, path: str) -> str:
         scheme, _, rest = self.relay_url.partition("://")
-        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/logs"
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest.rstrip('/')}{path}"
 
 
 def load(env: Mapping[str, str]) -> ConsoleSettings:

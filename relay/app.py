@@ -1,4 +1,5 @@
-"""The relay's routes on aiohttp.web: /twiml /call /logs /tools /health /calls /metrics."""
+"""The relay's routes on aiohttp.web: /twiml /call /browser-call /logs /tools /health /calls
+/metrics."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from . import history_api, metrics
 from .console_socket import close_consoles, console_endpoint
 from .context import RelayContext
 from .keys import CONSOLES, RELAY
-from .media_socket import media_endpoint
+from .media_socket import browser_endpoint, media_endpoint
 from .model_link import ModelConnector, PrewarmPool
 from .openai_calls import RealtimeCalls
 from .runner import tick_calls
@@ -231,6 +232,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/public-url", public_url)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/call", media_endpoint)
+    app.router.add_get("/browser-call", browser_endpoint)
     app.router.add_get("/logs", console_endpoint)
     app.router.add_post("/openai/webhook", openai_webhook)
     history_api.add_routes(app, store, settings.console_token)

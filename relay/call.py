@@ -29,7 +29,7 @@ import msgspec
 from shared import realtime as rt
 from shared import session as sess
 from shared import twilio as tw
-from shared.audio import b64_decoded_size, bytes_to_ms, is_loud_b64
+from shared.audio import BYTES_PER_MS, b64_decoded_size, is_loud_b64, is_loud_pcm16_b64
 from shared.console_protocol import (
     CommitAudioCommand,
     ConsoleCommand,
@@ -96,6 +96,9 @@ class CallConfig:
     # marks); the session was configured when the call was accepted and lives as long as
     # the call, so a reconnect rejoins it instead of re-seeding a new one.
     media: bool = True
+    # The media stream's audio, both ways: Twilio's is mu-law; a browser call may use
+    # audio/pcm (24 kHz PCM16). Marks, truncation and frames are in ms; this converts.
+    audio_format: str = "audio/pcmu"
 
 
 @dataclass
@@ -215,6 +218,8 @@ class CallBridge:
     _sent: OrderedDict[str, str] = field(default_factory=OrderedDict)  # event_id -> type
     _initial_update: str = ""  # event_id of the session.update that configures a session
     _spare_not_before: float = 0.0
+    _bytes_per_ms: float = 8.0
+    _pcm16: bool = False
 
     def __post_init__(self) -> None:
         sid = self.stream_sid
@@ -222,6 +227,8 @@ class CallBridge:
         self._mark_prefix = '{"event":"mark","streamSid":"' + sid + '","mark":{"name":"'
         self._early = deque(maxlen=max(1, self.config.early_audio_ms // 20))
         self.upstream.give_up_s = self.config.reconnect_give_up_s
+        self._bytes_per_ms = BYTES_PER_MS[self.config.audio_format]
+        self._pcm16 = self.config.audio_format == "audio/pcm"
 
     # --- info --------------------------------------------------------------------------
 
@@ -368,7 +375,9 @@ class CallBridge:
         index = self._frames_in
         self._frame_times[index % _FRAME_RING] = now
         self._frames_in = index + 1
-        if self.user_speaking and is_loud_b64(payload):
+        if self.user_speaking and (
+            is_loud_pcm16_b64(payload) if self._pcm16 else is_loud_b64(payload)
+        ):
             self._last_loud = index
         # Appends carry no event_id: the hot path stays lean, and a refused frame has no
         # remedy the relay could apply.
@@ -611,7 +620,7 @@ class CallBridge:
         if item in self.interrupted_items or not ev.delta:
             return []  # in flight when the caller barged in: never play it
         self.audio_item = item
-        ms = bytes_to_ms(b64_decoded_size(ev.delta))
+        ms = b64_decoded_size(ev.delta) / self._bytes_per_ms
         received = self.received_ms.get(item)
         if received is None:
             received = 0.0

@@ -18,12 +18,12 @@ from aiohttp import WSMsgType, web
 
 from shared import twilio as tw
 
-from . import logs, metrics
+from . import browser_call, logs, metrics
 from .actions import EndReason
 from .call import CallBridge, CallConfig
 from .keys import RELAY
 from .runner import CallRunner
-from .security import public_ws_url
+from .security import console_refusal, public_ws_url
 
 if TYPE_CHECKING:
     from .context import RelayContext
@@ -58,12 +58,32 @@ async def media_endpoint(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-class MediaStream:
-    """One Twilio Media Stream: read frames, feed the call core, finish the call once."""
+async def browser_endpoint(request: web.Request) -> web.StreamResponse:
+    """WS /browser-call: the console's softphone, as a Twilio-like stream (browser_call.py).
+    Refused before the upgrade without the console token (loopback only without one)."""
+    ctx = request.app[RELAY]
+    refusal = console_refusal(request, ctx.settings.console_token, "browser calls")
+    if refusal is not None:
+        log.warning("refused /browser-call: %s", refusal.text)
+        return refusal
+    ws = web.WebSocketResponse(
+        max_msg_size=ctx.settings.ws_max_message_bytes, compress=False, autoping=True
+    )
+    await ws.prepare(request)
+    await MediaStream(ctx, ws, browser=True).run()
+    return ws
 
-    def __init__(self, ctx: RelayContext, ws: web.WebSocketResponse) -> None:
+
+class MediaStream:
+    """One Twilio Media Stream: read frames, feed the call core, finish the call once.
+    `browser`: the console's softphone (/browser-call), started as browser_call.py says."""
+
+    def __init__(
+        self, ctx: RelayContext, ws: web.WebSocketResponse, *, browser: bool = False
+    ) -> None:
         self.ctx = ctx
         self.ws = ws
+        self.browser = browser
         self.runner: CallRunner | None = None
         self.ignored: set[str] = set()  # kinds of bad frame already logged on this stream
 
@@ -177,7 +197,12 @@ class MediaStream:
         settings = ctx.settings
         info = msg.start
         params = info.customParameters
-        if not ctx.tokens.redeem(params.get("stream_token", ""), info.callSid):
+        browser = browser_call.check_start(info) if self.browser else None
+        if isinstance(browser, str):
+            log.warning("refused a browser call: %s", browser)
+            await self.close(1008, browser)
+            return None
+        if browser is None and not ctx.tokens.redeem(params.get("stream_token", ""), info.callSid):
             log.warning("call %s: refused stream without a valid stream token", info.callSid)
             metrics.call_rejected("bad_token")
             await self.close(1008, "invalid stream token")
@@ -193,13 +218,20 @@ class MediaStream:
         if rang is not None:
             profile, rang_at = rang
         else:  # the webhook reached another process (or none): decide here
-            profile, rang_at = await ctx.profile_for(params.get("to", "")), None
-        direction = params.get("direction", "inbound")
+            to = browser.to if browser else params.get("to", "")
+            profile, rang_at = await ctx.profile_for(to), None
+        session = ctx.call_session(profile)
+        if browser is not None:
+            session = browser_call.session_for(session, browser.audio_format)
+            direction = "browser"
+        else:
+            direction = params.get("direction", "inbound")
+            direction = direction if direction in ("inbound", "outbound") else "inbound"
         bridge = CallBridge(
             call_sid=info.callSid,
             stream_sid=info.streamSid or msg.streamSid,
             config=CallConfig(
-                session=ctx.call_session(profile),
+                session=session,
                 backend_tools=ctx.tools.names(),
                 greeting=ctx.call_greeting(profile),
                 dtmf_format=settings.dtmf_format,
@@ -207,22 +239,25 @@ class MediaStream:
                 console_tool_timeout_s=settings.console_tool_timeout_s,
                 reconnect_give_up_s=settings.reconnect_give_up_s,
                 rollover_margin_s=settings.rollover_margin_s,
+                audio_format=browser.audio_format if browser else "audio/pcmu",
             ),
             started_at=time.time(),
             clock_offset=time.time() - time.monotonic(),
-            from_=params.get("from", ""),
-            to=params.get("to", ""),
-            direction=direction if direction in ("inbound", "outbound") else "inbound",
+            from_=browser_call.FROM if browser else params.get("from", ""),
+            to=browser.to if browser else params.get("to", ""),
+            direction=direction,
             profile=profile.name if profile is not None else None,
         )
         # Every log line from this task and the call's tasks (created below) names the call.
         logs.current_call_sid.set(bridge.call_sid)
-        runner = CallRunner(ctx, bridge, self.ws.send_str, self.close, rang_at=rang_at)
+        make_runner = browser_call.BrowserCallRunner if browser else CallRunner
+        runner = make_runner(ctx, bridge, self.ws.send_str, self.close, rang_at=rang_at)
         ctx.hub.add_call(runner)
         metrics.call_started()
         ctx.hub.publish(
             {"type": "call.started", "call_sid": bridge.call_sid, "call": bridge.info()}
         )
         log.info("call %s started (from %s)", bridge.call_sid, bridge.from_ or "unknown")
-        await runner.start(info.callSid if settings.prewarm else None)
+        # Only /twiml pre-warms, and a browser call has none.
+        await runner.start(info.callSid if settings.prewarm and not browser else None)
         return runner

@@ -123,3 +123,19 @@ def is_loud_b64(payload: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     return data.translate(_LOUD_TABLE).count(1) > len(data) * _LOUD_FRACTION
+
+
+# 16-bit little-endian PCM: a sample is louder than 1024 (about -30 dBFS, like LOUD_SAMPLE)
+# exactly when its high byte is not 0x00-0x03 or 0xFC-0xFF, so only the high bytes are
+# looked at, in C, with no per-sample Python.
+_LOUD_HIGH_BYTE = bytes(0 if b < 4 or b >= 0xFC else 1 for b in range(256))
+
+
+def is_loud_pcm16_b64(payload: str) -> bool:
+    """`is_loud_b64` for base64 PCM16 (audio/pcm, 24 kHz): a browser's wideband calls."""
+    try:
+        data = binascii.a2b_base64(payload)
+    except (binascii.Error, ValueError):
+        return False
+    high = data[1::2]
+    return high.translate(_LOUD_HIGH_BYTE).count(1) > len(high) * _LOUD_FRACTION

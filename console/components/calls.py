@@ -19,6 +19,10 @@ def _call(row: rx.Var) -> rx.Component:  # type: ignore[type-arg]
         rx.hstack(
             status_badge(row["state"]),
             rx.text(row["label"], size="2", weight="medium"),
+            rx.cond(
+                row["direction"] == "browser",
+                rx.icon("headphones", size=14, color="var(--gray-10)"),
+            ),
             rx.spacer(),
             rx.text(row["started"], size="1", color_scheme="gray"),
             align="center",
@@ -33,7 +37,11 @@ def _call(row: rx.Var) -> rx.Component:  # type: ignore[type-arg]
         width="100%",
         background=rx.cond(row["sid"] == FeedState.selected, "var(--accent-3)", "transparent"),
         class_name="call-row",
-        custom_attrs={"data-sid": row["sid"], "data-state": row["state"]},
+        custom_attrs={
+            "data-sid": row["sid"],
+            "data-state": row["state"],
+            "data-direction": row["direction"],
+        },
     )
 
 

@@ -20,5 +20,5 @@ _origin: Var[str] = Var(
 ).to(str)
 
 
-def backend_url(path: Var[str]) -> Var[str]:
+def backend_url(path: Var[str] | str) -> Var[str]:
     return _origin + path

@@ -106,6 +106,8 @@ def _time(ts: float) -> str:
 
 
 def _label(log: CallLog) -> str:
+    if log.browser:
+        return "browser call"
     return mask(log.from_) if log.from_.startswith("+") else (log.from_ or "caller")
 
 
@@ -122,6 +124,7 @@ def _call_row(log: CallLog) -> dict[str, str]:
         "started": _time(log.started_at),
         "live": "1" if log.live else "",
         "reason": log.end_reason,
+        "direction": log.direction,
     }
 
 
@@ -159,6 +162,7 @@ class FeedState(AuthState):
     backend_tools_json: str = "[]"
     recording_text: str = ""
     recording_error: bool = False
+    softphone_sid: str = ""  # the call this page placed with its softphone, if any
 
     @rx.var
     def selected_live(self) -> bool:
@@ -285,7 +289,8 @@ class FeedState(AuthState):
         """A new call: show it if asked to (or if nothing the user chose is on screen);
         otherwise say it started, and keep the transcript the user is reading."""
         current = book.calls.get(self.selected)
-        if self.follow or current is None or (self.auto_selected and not current.live):
+        mine = log.call_sid == self.softphone_sid  # the user is talking on it: show it
+        if mine or self.follow or current is None or (self.auto_selected and not current.live):
             self._select(log.call_sid, auto=True)
         elif log.call_sid != self.selected:
             self.new_call, self.new_call_label = log.call_sid, _label(log)
@@ -328,8 +333,13 @@ class FeedState(AuthState):
 
     def _records(self, log: CallLog) -> bool:
         """Should this feed start the recording of `log`? (Claims it: once per process.)"""
-        return log.live and recording.should_record(
-            recording.RECORDER, console_settings.get(), self.simulator, log.call_sid
+        # A browser call has no Twilio call to record.
+        return (
+            log.live
+            and not log.browser
+            and recording.should_record(
+                recording.RECORDER, console_settings.get(), self.simulator, log.call_sid
+            )
         )
 
     async def _new_default(self, session: dict[str, Any], first: bool) -> None:
@@ -463,7 +473,12 @@ class FeedState(AuthState):
         async def send(command: dict[str, Any]) -> str:
             return await send_command(token, command)
 
-        result = await hang_up(self.selected, console_settings.get(), self.simulator, send)
+        book = BOOKS.get(token)
+        log = book.calls.get(self.selected) if book else None
+        browser = log is not None and log.browser
+        result = await hang_up(
+            self.selected, console_settings.get(), self.simulator, send, browser=browser
+        )
         self._notify(result.message, result.error)
 
     @rx.event
