@@ -59,13 +59,16 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> 
     raise RuntimeError(f"server at {url} did not come up")
 
 
-def server_cmd(kind: str, port: int, model_url: str) -> tuple[list[str], dict[str, str]]:
+def server_cmd(
+    kind: str, port: int, model_url: str, extra: dict[str, str] | None = None
+) -> tuple[list[str], dict[str, str]]:
     skip = ("OPENAI_", "TWILIO_", "RELAY_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     # Run from a scratch directory (no stray .env), importing the relay from this checkout, or
     # from BENCH_RELAY_ROOT (e.g. a `git worktree` of an older commit, for before/after runs).
     env["PYTHONPATH"] = os.environ.get("BENCH_RELAY_ROOT", ROOT)
-    if kind == "relay":
+    if kind in ("relay", "relay-sip"):
+        env.update(extra or {})
         env.update(
             {
                 "PORT": str(port),
@@ -109,8 +112,9 @@ def run_point(
 ) -> dict[str, Any]:
     """Run `calls` concurrent calls through `kind` ("relay" or "passthrough")."""
     busy_before = wait_quiet() if quiet else None
+    generator = "bench.sip_load" if kind == "relay-sip" else "bench.loadgen"
     gen = subprocess.Popen(
-        [*_taskset(GEN_CORE), sys.executable, "-m", "bench.loadgen"],
+        [*_taskset(GEN_CORE), sys.executable, "-m", generator],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -124,9 +128,16 @@ def run_point(
         first = gen.stdout.readline()
         if not first:
             raise RuntimeError("load generator died: " + gen.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
-        model_url = json.loads(first)["model_url"]
+        hello = json.loads(first)
+        model_url = hello["model_url"]
+        extra = {}
+        if "api_base" in hello:  # SIP: where the relay accepts calls, and the webhook secret
+            extra = {
+                "OPENAI_API_BASE": hello["api_base"],
+                "OPENAI_WEBHOOK_SECRET": hello["webhook_secret"],
+            }
         port = free_port()
-        cmd, env = server_cmd(kind, port, model_url)
+        cmd, env = server_cmd(kind, port, model_url, extra)
         server = subprocess.Popen(
             [*_taskset(SERVER_CORE), *cmd],
             env=env,

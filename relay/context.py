@@ -29,6 +29,17 @@ log = logging.getLogger("relay")
 _RINGING_KEPT = 1000  # calls between /twiml and their stream, at most
 
 
+def _phone_audio(session: dict[str, Any]) -> None:
+    """New calls' defaults stay in the phone's format (a browser call sets its own)."""
+    for side in ("input", "output"):
+        fmt = session.get("audio", {}).get(side, {}).get("format", {}).get("type")
+        if fmt not in (None, "audio/pcmu"):
+            raise sess.SessionConfigError(
+                f"audio.{side}.format",
+                f"the default must stay audio/pcmu (Twilio streams mu-law), not {fmt}",
+            )
+
+
 def _sip_state() -> SipState:
     from .sip import SipState
 
@@ -130,6 +141,7 @@ class RelayContext:
         """The console's saved defaults, from the store at start-up."""
         try:
             session = sess.to_wire(sess.validate(sess.merge(self.default_session, saved.session)))
+            _phone_audio(session)
         except sess.SessionConfigError as exc:
             log.error("the saved defaults no longer validate (%s); not applied", exc)
             return
@@ -154,5 +166,7 @@ class RelayContext:
 
     def set_default_session(self, update: dict[str, Any]) -> dict[str, Any]:
         merged = sess.merge(self.default_session, sess.check_update(update))
-        self.default_session = sess.to_wire(sess.validate(merged))
+        session = sess.to_wire(sess.validate(merged))
+        _phone_audio(session)
+        self.default_session = session
         return self.default_session

@@ -77,7 +77,7 @@ def speech_wav(path: Path, rate: int = 48000) -> None:
 
 
 @pytest.fixture
-async def stack() -> AsyncIterator[dict[str, Any]]:
+async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     from relay.sim.model import SimModel
     from relay.sim.script import ModelScript, Reply
 
@@ -94,6 +94,7 @@ async def stack() -> AsyncIterator[dict[str, Any]]:
         clean_env(
             PORT=str(relay_port),
             PUBLIC_URL=relay_url,
+            RELAY_DATA_DIR=str(tmp_path / "relay-data"),
             RELAY_CONSOLE_TOKEN=TOKEN,
             OPENAI_REALTIME_URL=model_url,
             RELAY_DRAIN_SECONDS="1",
@@ -189,6 +190,7 @@ async def test_talk_to_the_agent_from_the_browser(stack: dict[str, Any]) -> None
             assert s["settings"]["echoCancellation"] is True, s["settings"]
             await expect(page.locator("#softphone-status")).to_contain_text("In call")
             session = await model.wait_for_session(1, timeout=10)
+            await session.wait_sent("session.updated", timeout=10)  # the relay's config applied
             assert session.effective["audio"]["input"]["format"] == {"type": "audio/pcmu"}
             await session.wait_sent("input_audio_buffer.speech_started", timeout=15)
             await session.wait_sent("response.output_audio.delta", timeout=15)
@@ -263,6 +265,7 @@ async def test_talk_to_the_agent_from_the_browser(stack: dict[str, Any]) -> None
             wide_sid = (await stats(page))["callSid"]
             assert wide_sid != call_sid
             wide = await model.wait_for_session(2, timeout=10)
+            await wide.wait_sent("session.updated", timeout=10)
             pcm24 = {"type": "audio/pcm", "rate": 24000}
             assert wide.effective["audio"]["input"]["format"] == pcm24
             assert wide.effective["audio"]["output"]["format"] == pcm24
