@@ -181,9 +181,16 @@ def field_error(message: str) -> tuple[str, str]:
         return "", _sentence(message)
     text = _CODE.sub(_type_words, text)
     label = PROFILE_LABELS[field]
-    detail = path[len(field) :].lstrip(".")
-    where = f" ({detail})" if detail else ""
+    where = _where(path[len(field) :])
     return field, _sentence(f"{label}{where}: {text[:1].lower()}{text[1:]}")
+
+
+def _where(rest: str) -> str:
+    """'[0].name' -> ' (tool 1, name)'; '.eagerness' -> ' (eagerness)'."""
+    parts = []
+    for part in re.findall(r"\[\d+\]|[^.\[\]]+", rest):
+        parts.append(f"tool {int(part[1:-1]) + 1}" if part.startswith("[") else part)
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _sentence(text: str) -> str:

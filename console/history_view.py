@@ -55,12 +55,28 @@ def clock(seconds: Any) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+# What the relay writes as `end_reason_text` when it has no detail of its own (relay/call.py):
+# a restatement of the reason, not worth repeating after it.
+RELAY_DEFAULT_TEXT = {
+    "the caller hung up",
+    "the agent ended the call",
+    "transferred",
+    "ended from the console",
+    "the model was unavailable",
+    "the relay shut down",
+    "an internal error",
+}
+
+
 def end_words(code: Any, text: Any = "") -> str:
     """Why a call ended, in plain words, with the relay's detail (e.g. 'transferred: to +1...')."""
     if not code:
         return "not ended (or not recorded)"
     words = END_REASONS.get(str(code), str(code).replace("_", " "))
-    return f"{words}: {text}" if text else words
+    detail = str(text or "").strip()
+    if not detail or detail.lower() in (words.lower(), *RELAY_DEFAULT_TEXT):
+        return words
+    return f"{words}: {detail}"
 
 
 def money(cost: Any) -> str:
@@ -184,6 +200,8 @@ def detail(record: dict[str, Any]) -> CallDetail:
         source = str(tc.get("source") or "")
         status = "timeout" if source == "timeout" else "done" if ok else "failed"
         duration_ms = _num(tc.get("duration_ms"))
+        if not duration_ms and source != "backend":
+            duration_ms = None  # the relay times only the tools it runs itself
         row = {
             "name": str(tc.get("name") or ""),
             "at": offset(tc.get("at")),
@@ -200,7 +218,9 @@ def detail(record: dict[str, Any]) -> CallDetail:
             "at": row["at"],
             "text": f"{row['name']}({_compact(row['arguments'])})",
             "interrupted": "",
-            "note": f"{status}, {row['duration']}, answered by {row['source']}".replace(", ,", ","),
+            "note": ", ".join(
+                part for part in (status, row["duration"], f"answered by {row['source']}") if part
+            ),
             "latency": "",
         }
         timed.append((_num(tc.get("at")) or started, len(timed), line))

@@ -254,7 +254,7 @@ def test_field_errors_name_the_form_field() -> None:
     )
     assert history.field_error("tools[0].name: a function tool needs a name") == (
         "tools",
-        "Tools ([0].name): a function tool needs a name.",
+        "Tools (tool 1, name): a function tool needs a name.",
     )
     assert history.field_error("Object contains unknown field `colour`") == (
         "",

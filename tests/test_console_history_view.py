@@ -76,6 +76,11 @@ def test_the_call_detail() -> None:
     assert facts["From"] == "+15551234567" and facts["Duration"] == "1:00"
     assert facts["Profile"] == "sales" and "Answered" not in facts
     assert d.end == "transferred: to +15550001111"
+    assert hv.end_words("caller_hung_up", "the caller hung up") == "the caller hung up"
+    assert hv.end_words("console_ended", "ended from the console") == "hung up from the console"
+    assert hv.end_words("error", "the Twilio stream closed without a stop") == (
+        "an error ended the call: the Twilio stream closed without a stop"
+    )
 
     # Turns and tool calls in time order, offsets from the answer.
     assert [(ln["role"], ln["at"]) for ln in d.lines] == [
@@ -90,7 +95,10 @@ def test_the_call_detail() -> None:
     assert cut["interrupted"] == "1" and cut["note"] == "interrupted: the caller heard 1.8 s"
     assert weather["text"] == 'get_weather({"city": "Paris"})'
     assert weather["note"] == "done, 312 ms, answered by the relay"
-    assert order["note"].startswith("timeout")
+    assert order["note"] == "timeout, 30000 ms, answered by nobody (timed out)"
+    untimed = {"name": "t", "ok": True, "duration_ms": 0, "source": "console", "at": T0}
+    line = hv.detail({**RECORD, "turns": [], "tool_calls": [untimed]}).lines[0]
+    assert line["note"] == "done, answered by the console"  # the relay did not time it
 
     assert d.tools[0]["source"] == "the relay" and d.tools[0]["ok"] == "yes"
     assert d.tools[1]["status"] == "timeout" and "timed out" in d.tools[1]["source"]
