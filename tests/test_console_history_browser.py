@@ -3,12 +3,13 @@ temporary folder, an in-test SimModel) + console in prod mode, driven like a use
 
   1. a simulated call placed from the console (a barge-in, a backend tool, a tool the
      console answers), hung up from the console;
-  2. History lists it (newest first) with its end reason in plain words; a search finds
-     it, a filter that excludes it says so, Clear brings it back;
-  3. the list exports as CSV through the console (the file names the call);
+  2. History lists it first, older calls a page at a time (Load more), its end reason in
+     plain words; a filter that excludes it says so, Clear brings the list back, a search
+     for what was said finds it;
+  3. the filtered list exports as CSV through the console (the file names the call);
   4. its detail: transcript lines, the barge-in mark, both tool calls with who answered,
      latency per turn, usage, the end reason; the call's own CSV export;
-  5. at 390 px wide History and the detail do not overflow;
+  5. at 390 px wide History, the detail and Profiles do not overflow;
   6. Profiles: a profile the relay refuses shows the refusal next to the field; fixed, it
      is saved; a number is mapped to it (a bad number is refused by its field); it becomes
      the default, and the next call uses it (History filtered by profile shows that call).
@@ -89,6 +90,7 @@ async def stack(artifacts: Path, tmp_path: Path) -> AsyncIterator[dict[str, Any]
         await wait_http(f"{relay_url}/health", relay, 30)
         await wait_http(f"http://127.0.0.1:{console_port}/login", console, CONSOLE_START_TIMEOUT_S)
         yield {
+            "data_dir": tmp_path / "relay-data",
             "url": f"http://127.0.0.1:{console_port}",
             "relay_url": relay_url,
             "relay": relay,
@@ -119,6 +121,30 @@ async def saved(relay_url: str, call_sid: str, timeout: float = 20) -> dict[str,
                 return record
             await asyncio.sleep(0.2)  # the store has no event to await from outside
     pytest.fail(f"call {call_sid} was not saved within {timeout:.0f} s")
+
+
+async def seed(data_dir: Path, n: int) -> None:
+    """Older calls written straight into the relay's store (its SQLite file), for paging."""
+    from relay.store import CallRecord, EndReason, Store, Turn, from_env
+
+    store = await Store.open(from_env({"RELAY_DATA_DIR": str(data_dir)}))
+    day_ago = time.time() - 86400
+    try:
+        for i in range(n):
+            store.submit(
+                CallRecord(
+                    call_sid=f"CA{i:032x}",
+                    started_at=day_ago + i,
+                    ended_at=day_ago + i + 20,
+                    from_="+15550009999",
+                    to="+15550002222",
+                    end_reason=EndReason.CALLER_HUNG_UP,
+                    turns=[Turn(role="user", text=f"seeded call {i}")],
+                )
+            )
+        assert await store.flush(20)
+    finally:
+        await store.close()
 
 
 async def sim_call(page: Any, answer_order: bool) -> str:
@@ -184,36 +210,45 @@ async def test_history_detail_export_and_profiles(
             record = await saved(stack["relay_url"], sid)
             assert record["end_reason"] == "console_ended"
 
-            # 2. History lists it, newest first, in plain words.
+            # 2. History lists it, newest first (older calls a page at a time), in plain words.
+            await seed(stack["data_dir"], 60)
             await page.click("#nav-history")
             await page.wait_for_url(url + "/history")
+            rows = page.locator(".history-row")
             row = page.locator(f".history-row[data-sid='{sid}']")
             await expect(row).to_be_visible(timeout=10000)
+            assert await rows.first.get_attribute("data-sid") == sid
+            await expect(rows).to_have_count(50)
+            await page.screenshot(path=artifacts / "history-1-list.png")
+            await page.click("#load-more")
+            await expect(rows).to_have_count(61)
+            await expect(page.locator("#load-more")).to_have_count(0)
+            assert await rows.last.get_attribute("data-sid") == f"CA{0:032x}"
             await expect(row.locator(".cell-end")).to_have_text("hung up from the console")
             await expect(row.locator(".cell-profile")).to_have_text("default")
             await expect(row.locator(".cell-direction")).to_have_text("in")
-            await page.screenshot(path=artifacts / "history-1-list.png")
-            await page.fill("#filter-text", "order A1234")
-            await page.click("#history-search")
-            await expect(row).to_be_visible()
             await pick(page, "#filter-end_reason", "an error ended the call")
             await page.click("#history-search")
             await expect(page.locator("#history-empty")).to_contain_text("No call matches")
-            await expect(page.locator(".history-row")).to_have_count(0)
+            await expect(rows).to_have_count(0)
             await page.click("#history-clear")
-            await expect(row).to_be_visible(timeout=10000)
-            await expect(page.locator("#filter-text")).to_have_value("")
+            await expect(rows).to_have_count(50, timeout=10000)
+            await expect(page.locator("#filter-end_reason")).to_contain_text("any end reason")
+            await page.fill("#filter-text", "order A1234")
+            await page.click("#history-search")
+            await expect(rows).to_have_count(1)
+            await expect(row).to_be_visible()
 
-            # 3. The list as CSV, through the console (the token stays on the backend).
+            # 3. The filtered list as CSV, through the console (the token stays on the backend).
             async with page.expect_download() as download_info:
                 await page.click("#export-csv")
             download = await download_info.value
             assert download.suggested_filename == "calls.csv"
             path = tmp_path / "calls.csv"
             await download.save_as(path)
-            rows = list(csv.DictReader(io.StringIO(path.read_text())))
-            assert [r["call_sid"] for r in rows] == [sid]
-            assert rows[0]["end_reason"] == "console_ended"
+            exported = list(csv.DictReader(io.StringIO(path.read_text())))
+            assert [r["call_sid"] for r in exported] == [sid]
+            assert exported[0]["end_reason"] == "console_ended"
             href = await page.locator("#export-csv").get_attribute("href") or ""
             assert TOKEN not in href and "/_console/export/calls.csv" in href
 
@@ -247,16 +282,19 @@ async def test_history_detail_export_and_profiles(
             # 5. On a phone: History and the detail fit the screen.
             phone = await context.new_page()
             await phone.set_viewport_size(PHONE)
-            for path_, ready in (
-                (f"/history/{sid}", "#detail-transcript"),
-                ("/history", f".history-row[data-sid='{sid}']"),
+            for name, path_, ready in (
+                ("detail", f"/history/{sid}", "#detail-transcript"),
+                ("list", "/history", f".history-row[data-sid='{sid}']"),
+                ("profiles", "/profiles", "#new-profile"),
             ):
                 await phone.goto(url + path_)
                 await expect(phone.locator(ready)).to_be_visible(timeout=20000)
                 overflow = await phone.evaluate(OVERFLOW_JS)
                 assert overflow["scrollWidth"] <= PHONE["width"], (path_, overflow)
                 assert overflow["worst"] is None, (path_, overflow)
-            await phone.screenshot(path=artifacts / "history-3-phone.png", full_page=True)
+                await phone.screenshot(
+                    path=artifacts / f"history-3-phone-{name}.png", full_page=True
+                )
             await phone.close()
 
             # 6. Profiles: the relay's refusal shows by its field; a saved profile, mapped.
@@ -305,13 +343,20 @@ async def test_history_detail_export_and_profiles(
 
             # The next call uses the default profile: History filtered by profile shows it.
             second = await sim_call(page, answer_order=False)
-            assert (await saved(stack["relay_url"], second))["profile"] == PROFILE
+            await page.click("#open-in-history")  # from the live page, as soon as it ended
+            await page.wait_for_url(f"{url}/history/{second}")
+            profile_fact = page.locator(".fact[data-fact='profile']")
+            await expect(profile_fact).to_contain_text(PROFILE, timeout=10000)
+            await expect(page.locator(".fact[data-fact='voice']")).to_contain_text("cedar")
             await page.click("#nav-history")
+            await expect(page.locator("#filter-text")).to_have_value("order A1234")  # kept
+            await page.click("#history-clear")
+            await expect(rows).to_have_count(50, timeout=10000)
             await pick(page, "#filter-profile", PROFILE)
             await page.click("#history-search")
-            await expect(page.locator(".history-row")).to_have_count(1, timeout=10000)
             only = page.locator(f".history-row[data-sid='{second}']")
-            await expect(only.locator(".cell-profile")).to_have_text(PROFILE)
+            await expect(only.locator(".cell-profile")).to_have_text(PROFILE, timeout=10000)
+            await expect(rows).to_have_count(1)
             await page.screenshot(path=artifacts / "history-6-by-profile.png")
             print(f"browser part: {time.monotonic() - started:.1f} s")
         except BaseException:

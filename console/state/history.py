@@ -5,6 +5,7 @@ holds up the live feed of the same browser."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from console.history_view import CallDetail, call_row, detail, zone
 from console.recording import RECORDER
 from console.state.auth import AuthState
 
+MISSING_RETRIES_S = (0.5, 1.0, 1.5)  # before saying a call is not in the history
 ANY = "any"  # "no filter" in a select (a select cannot hold "")
 REASON_CHOICES = [ANY, *END_REASON_CODES]
 
@@ -118,6 +120,21 @@ class HistoryState(AuthState):
             await self._fetch(cursor)
 
 
+async def _fetch_call(sid: str) -> tuple[dict[str, Any] | None, str]:
+    """The call's record, or (None, why not). A call that just ended may not be written
+    yet (the relay queues its writes): a missing one is asked for again for a few seconds."""
+    settings = console_settings.get()
+    for wait in (*MISSING_RETRIES_S, None):
+        try:
+            async with history(settings) as relay:
+                return await relay.call(sid), ""
+        except HistoryError as exc:
+            if exc.status != 404 or wait is None:
+                return None, str(exc)
+        await asyncio.sleep(wait)
+    return None, ""  # not reached: the last try returns
+
+
 class CallDetailState(AuthState):
     sid: str = ""
     loading: bool = False
@@ -145,14 +162,7 @@ class CallDetailState(AuthState):
             # Another call's detail must not show while this one loads.
             self._show(None)
             self.sid, self.loading, self.error = sid, True, ""
-        settings = console_settings.get()
-        record: dict[str, Any] | None = None
-        error = ""
-        try:
-            async with history(settings) as relay:
-                record = await relay.call(sid)
-        except HistoryError as exc:
-            error = str(exc)
+        record, error = await _fetch_call(sid)
         async with self:
             if self.sid != sid:
                 return  # the user moved on to another call meanwhile
