@@ -71,7 +71,7 @@ def _checked(request: Request, path: str, query: str) -> Response | None:
 
 
 def _refused(exc: HistoryError) -> Response:
-    status = exc.status if exc.status in (400, 404, 503) else 502
+    status = 400 if exc.field else exc.status if exc.status in (400, 404, 503) else 502
     return Response(str(exc), status_code=status, media_type="text/plain")
 
 

@@ -12,7 +12,8 @@ temporary folder, an in-test SimModel) + console in prod mode, driven like a use
   5. at 390 px wide History, the detail and Profiles do not overflow;
   6. Profiles: a profile the relay refuses shows the refusal next to the field; fixed, it
      is saved; a number is mapped to it (a bad number is refused by its field); it becomes
-     the default, and the next call uses it (History filtered by profile shows that call).
+     the default, and the next call uses it (its detail, opened from the live page, and
+     History filtered by profile show it); edited, then deleted with its number.
 Screenshots go to tests/artifacts/history-*.png.
 """
 
@@ -358,6 +359,21 @@ async def test_history_detail_export_and_profiles(
             await expect(only.locator(".cell-profile")).to_have_text(PROFILE, timeout=10000)
             await expect(rows).to_have_count(1)
             await page.screenshot(path=artifacts / "history-6-by-profile.png")
+
+            # A profile is edited, then deleted with its number (after asking).
+            await page.click("#nav-profiles")
+            await profile_row.locator(".profile-edit").click()
+            await expect(page.locator("#profile-editing")).to_contain_text(PROFILE)
+            await expect(page.locator("#profile-voice")).to_contain_text("cedar")
+            await pick(page, "#profile-voice", "sage")
+            await page.click("#profile-save")
+            await expect(profile_row).to_contain_text("voice sage", timeout=10000)
+            await profile_row.locator(".profile-delete").click()
+            await expect(profile_row).to_contain_text("Delete it")
+            await profile_row.locator(".profile-delete-confirm").click()
+            await expect(profile_row).to_have_count(0, timeout=10000)
+            await expect(number_row).to_have_count(0)
+            await expect(page.locator("#default-profile")).to_contain_text("(none)")
             print(f"browser part: {time.monotonic() - started:.1f} s")
         except BaseException:
             await page.screenshot(path=artifacts / "history-failure.png", full_page=True)
