@@ -26,6 +26,7 @@ Role = Literal[
 ]
 LineStatus = Literal["streaming", "done", "interrupted"]
 MAX_LINES = 500
+MAX_ENDED = 50  # ended calls a book keeps (the History view has them all)
 
 
 @dataclass
@@ -404,10 +405,21 @@ def _compact(arguments: str) -> str:
 
 
 class CallBook:
-    """All calls seen this session, by CallSid, newest first."""
+    """The calls seen this session, by CallSid, newest first: every live call and the
+    newest `max_ended` ended ones (a console left open for weeks must not grow forever)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_ended: int = MAX_ENDED) -> None:
         self.calls: dict[str, CallLog] = {}
+        self.max_ended = max_ended
+
+    def prune(self, keep: str = "") -> None:
+        """Forget the oldest ended calls beyond the bound (never `keep`: someone reads it)."""
+        ended = [c for c in self.calls.values() if not c.live and c.call_sid != keep]
+        if len(ended) <= self.max_ended:
+            return
+        ended.sort(key=lambda c: c.started_at, reverse=True)
+        for log in ended[self.max_ended :]:
+            del self.calls[log.call_sid]
 
     def hello(self, calls: list[dict[str, Any]], ended: list[dict[str, Any]] | None = None) -> None:
         """The relay's live calls, and the calls that ended recently (before we connected:

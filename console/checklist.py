@@ -16,7 +16,8 @@ from console.relay_api import relay_health
 from console.settings import ConsoleSettings
 from console.twilio_service import PhoneNumber, TwilioError, TwilioService
 
-Status = Literal["ok", "fail", "skipped", "pending"]
+# "unknown": not found out yet, and nothing to do about it (e.g. the model before any call).
+Status = Literal["ok", "fail", "skipped", "pending", "unknown"]
 TWILIO_CONSOLE = "https://console.twilio.com/"
 BUY_NUMBER = "https://console.twilio.com/us1/develop/phone-numbers/manage/incoming"
 
@@ -58,7 +59,7 @@ class ChecklistResult:
 
 
 def ready(steps: list[Step]) -> bool:
-    return all(s.status in ("ok", "skipped") for s in steps)
+    return all(s.status in ("ok", "skipped", "unknown") for s in steps)
 
 
 RELAY_TODO = (
@@ -74,6 +75,34 @@ def relay_offline_step(why: str) -> Step:
 def relay_online_detail(version: str, relay_url: str, live_calls: int, simulator: bool) -> str:
     return f"relay {version or '?'} at {relay_url}, {live_calls} live call(s)" + (
         ", simulator mode" if simulator else ""
+    )
+
+
+MODEL_TODO = (
+    "fix what the relay says (usually OPENAI_API_KEY, else OPENAI_REALTIME_MODEL or "
+    "OPENAI_REALTIME_URL) in the relay's settings, then restart the relay"
+)
+API_KEYS = "https://platform.openai.com/api-keys"
+
+
+def model_step(model: Any, simulator: bool) -> Step | None:
+    """The relay's ModelStatus ({status: unknown|ok|refused, detail}) as a checklist line;
+    None for a relay that does not report it."""
+    if not isinstance(model, dict):
+        return None
+    title = "Model (simulated)" if simulator else "OpenAI model"
+    status, detail = str(model.get("status") or "unknown"), str(model.get("detail") or "")
+    if status == "refused":
+        return Step(
+            "model", title, "fail", f"the model refused the relay: {detail}", MODEL_TODO, API_KEYS
+        )
+    if status == "ok":
+        return Step("model", title, "ok", "the model accepted the relay's last connection")
+    return Step(
+        "model",
+        title,
+        "unknown",
+        "not tried yet: the relay connects to the model when a call comes in",
     )
 
 
@@ -100,13 +129,18 @@ def live_update(
     relay_url: str,
     live_calls: int,
     simulator: bool,
+    model: dict[str, str] | None = None,
 ) -> list[Step]:
-    """The checklist with its relay and feed steps brought up to date from the feed, which
-    knows at once when the relay goes away or calls start (a check is only a snapshot)."""
+    """The checklist with its relay, model and feed steps brought up to date from the feed,
+    which knows at once when the relay goes away, calls start or the model refuses the
+    relay (a check is only a snapshot)."""
     out = []
+    new_model = model_step(model, simulator) if model else None
     for step in steps:
         if step.key == "feed":
             step = feed_step(feed)
+        elif step.key == "model" and new_model is not None:
+            step, new_model = new_model, None
         elif step.key == "relay":
             if feed.online:
                 detail = relay_online_detail(version, relay_url, live_calls, simulator)
@@ -114,6 +148,9 @@ def live_update(
             elif not feed.connecting and not feed.reachable:
                 step = relay_offline_step(feed.reason or "no answer")
         out.append(step)
+    if new_model is not None:  # the check ran before the relay reported it: after the relay
+        at = next((i + 1 for i, s in enumerate(out) if s.key == "relay"), len(out))
+        out.insert(at, new_model)
     return out
 
 
@@ -232,6 +269,8 @@ async def run_checklist(
                 )
 
     steps.append(relay_step)
+    if health and (model := model_step(health.get("model"), sim)) is not None:
+        steps.append(model)
 
     # 4. PUBLIC_URL reachable and really this relay
     if not settings.public_url:

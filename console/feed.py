@@ -11,7 +11,7 @@ import asyncio
 import json
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -22,8 +22,27 @@ OnEvent = Callable[[dict[str, Any]], Awaitable[None]]
 OnStatus = Callable[[bool, str], Awaitable[None]]
 
 
+T = TypeVar("T")
+
+
 class FeedOffline(RuntimeError):
     pass
+
+
+def put_dropping_oldest(queue: asyncio.Queue[T], item: T) -> int:
+    """Put `item` without ever raising: when the queue is full, the oldest items make room
+    (the newest news wins: e.g. whether the relay is online now). Returns how many went."""
+    dropped = 0
+    while True:
+        try:
+            queue.put_nowait(item)
+            return dropped
+        except asyncio.QueueFull:
+            try:
+                queue.get_nowait()
+                dropped += 1
+            except asyncio.QueueEmpty:  # cannot happen (a full queue holds something)
+                return dropped
 
 
 def backoff_delays(lo: float = 0.5, hi: float = 10.0) -> Any:

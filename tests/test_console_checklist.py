@@ -194,3 +194,39 @@ def test_live_update_follows_the_relay_going_away_and_calls_starting() -> None:
     token = live_update(busy, refused, live_calls=0, **live)  # type: ignore[arg-type]
     assert token[1].status == "ok"  # it answered: reachable, just not ours to watch
     assert "RELAY_CONSOLE_TOKEN" in token[2].todo
+
+
+@respx.mock
+async def test_a_refused_openai_key_is_a_failed_step_with_what_to_fix() -> None:
+    why = "OpenAI refused the API key (401): check OPENAI_API_KEY"
+    mock_all(health={**HEALTH, "model": {"status": "refused", "detail": why}})
+    result = await check(settings(), feed=FeedStatus(online=True))
+    model = next(s for s in result.steps if s.key == "model")
+    assert model.status == "fail" and why in model.detail
+    assert "OPENAI_API_KEY" in model.todo and "restart the relay" in model.todo
+    assert not result.ready
+    assert [s.key for s in result.steps].index("model") == 3  # right after the relay
+
+
+@respx.mock
+async def test_a_model_not_tried_yet_is_not_a_failure() -> None:
+    mock_all(health={**HEALTH, "model": {"status": "unknown", "detail": ""}})
+    result = await check(settings(), feed=FeedStatus(online=True))
+    assert status(result)["model"] == "unknown" and result.ready
+
+
+def test_the_feed_brings_the_model_status_live() -> None:
+    steps = [Step("relay", "Relay reachable", "ok", "x"), Step("feed", "Console feed", "ok")]
+    live = dict(version="1", relay_url=RELAY, live_calls=0, simulator=False)
+    online = FeedStatus(online=True)
+    refused = {"status": "refused", "detail": "the key was refused (401)"}
+    added = live_update(steps, online, model=refused, **live)  # type: ignore[arg-type]
+    assert [(s.key, s.status) for s in added] == [
+        ("relay", "ok"),
+        ("model", "fail"),
+        ("feed", "ok"),
+    ]
+    assert "the key was refused (401)" in added[1].detail
+    fixed = live_update(added, online, model={"status": "ok", "detail": ""}, **live)  # type: ignore[arg-type]
+    assert [(s.key, s.status) for s in fixed] == [("relay", "ok"), ("model", "ok"), ("feed", "ok")]
+    assert live_update(fixed, online, **live)[1].status == "ok"  # type: ignore[arg-type]

@@ -7,10 +7,37 @@ import reflex as rx
 from console.state.auth import AuthState
 from console.state.feed import FeedState
 
+PAGES = (
+    ("live", "Live", "/"),
+    ("history", "History", "/history"),
+    ("profiles", "Profiles", "/profiles"),
+)
 
-def topbar() -> rx.Component:
+
+def nav(current: str) -> rx.Component:
+    """Links between the console's pages (client-side: the feed and the login stay)."""
+    return rx.hstack(
+        *(
+            rx.link(
+                label,
+                href=href,
+                size="2",
+                weight="bold" if key == current else "regular",
+                underline="always" if key == current else "hover",
+                id=f"nav-{key}",
+            )
+            for key, label, href in PAGES
+        ),
+        spacing="3",
+        align="center",
+        id="nav",
+    )
+
+
+def topbar(current: str = "live") -> rx.Component:
     return rx.hstack(
         rx.heading("Phone relay console", size=rx.breakpoints(initial="4", sm="5")),
+        nav(current),
         rx.cond(
             FeedState.online,
             rx.badge("relay online", color_scheme="green", id="relay-status"),

@@ -84,6 +84,15 @@ def transcript_panel() -> rx.Component:
                     FeedState.call_end_reason != "",
                     rx.text(FeedState.call_end_reason, size="1", id="end-reason"),
                 ),
+                rx.cond(
+                    FeedState.call_end_reason != "",
+                    rx.link(
+                        "details in History",
+                        href="/history/" + FeedState.selected,
+                        size="1",
+                        id="open-in-history",
+                    ),
+                ),
                 recording_status(),
                 spacing="2",
                 align="center",

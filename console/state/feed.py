@@ -19,7 +19,7 @@ from console import recording
 from console import settings as console_settings
 from console.calls import CallBook, CallLog
 from console.checklist import FeedStatus
-from console.feed import FeedOffline, RelayFeed
+from console.feed import FeedOffline, RelayFeed, put_dropping_oldest
 from console.hangup import hang_up
 from console.messages import command_done, command_failed, relay_problem
 from console.outbound import twilio_unavailable
@@ -33,8 +33,54 @@ QUEUES: dict[str, asyncio.Queue[dict[str, Any]]] = {}
 TASKS: set[asyncio.Task[None]] = set()
 _log = logging.getLogger("console.feed")
 GONE_AFTER_S = 60.0  # stop a feed whose browser has been gone this long
+QUEUE_MAX = 20000  # events waiting for one browser's loop
+PROGRESS_MAX = 10000  # beyond this backlog, audio.progress (only a position) is skipped
 NOTICE_S, NOTICE_ERROR_S = 10.0, 30.0  # how long the top bar keeps a notice
 SIM_CALL_S = 60  # long enough to answer a tool, apply a setting or hang up meanwhile
+
+
+def forget(token: str, queue: asyncio.Queue[dict[str, Any]] | None = None) -> None:
+    """A browser's feed stopped: drop its socket, its call book and its queue (if still its)."""
+    FEEDS.pop(token, None)
+    BOOKS.pop(token, None)
+    if queue is None or QUEUES.get(token) is queue:
+        QUEUES.pop(token, None)
+
+
+class Inbox:
+    """One browser's events on their way to its loop. Never raises: a full queue (the loop
+    stuck for a while) drops events rather than killing the relay feed that delivers them,
+    and says so in the log."""
+
+    def __init__(self, token: str, maxsize: int = QUEUE_MAX) -> None:
+        self.token = token
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
+        self.dropped = 0
+
+    def event(self, ev: dict[str, Any]) -> None:
+        if ev.get("type") == "audio.progress" and self.queue.qsize() >= PROGRESS_MAX:
+            return  # a playback position; the next one says as much
+        try:
+            self.queue.put_nowait(ev)
+        except asyncio.QueueFull:
+            self._dropped(1)
+
+    def status(self, online: bool, why: str, reachable: bool) -> None:
+        # The newest status is what matters: it goes in, the oldest events make room.
+        event = {"type": "_status", "online": online, "why": why, "reachable": reachable}
+        self._dropped(put_dropping_oldest(self.queue, event))
+
+    def _dropped(self, n: int) -> None:
+        if n <= 0:
+            return
+        before, self.dropped = self.dropped, self.dropped + n
+        if before // 1000 != self.dropped // 1000 or before == 0:
+            _log.warning(
+                "console feed for browser %s…: its queue is full (the page stopped taking "
+                "updates?); %d relay event(s) dropped so far",
+                self.token[:8],
+                self.dropped,
+            )
 
 
 def broadcast(event: dict[str, Any]) -> None:
@@ -163,6 +209,7 @@ class FeedState(AuthState):
     recording_text: str = ""
     recording_error: bool = False
     softphone_sid: str = ""  # the call this page placed with its softphone, if any
+    model_status: dict[str, str] = {}  # the relay's ModelStatus: {status, detail}
 
     @rx.var
     def selected_live(self) -> bool:
@@ -188,18 +235,14 @@ class FeedState(AuthState):
             feed = RelayFeed(settings.logs_url, settings.console_token)
             FEEDS[token] = feed
             BOOKS.setdefault(token, CallBook())
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=20000)
-        QUEUES[token] = queue
+        inbox = Inbox(token)
+        queue = QUEUES[token] = inbox.queue
 
         async def on_event(ev: dict[str, Any]) -> None:
-            if ev.get("type") != "audio.progress" or queue.qsize() < 10000:
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(ev)
+            inbox.event(ev)
 
         async def on_status(online: bool, why: str) -> None:
-            queue.put_nowait(
-                {"type": "_status", "online": online, "why": why, "reachable": feed.reachable}
-            )
+            inbox.status(online, why, feed.reachable)
 
         runner = asyncio.create_task(feed.run(on_event, on_status))
         gone_since: float | None = None
@@ -226,9 +269,7 @@ class FeedState(AuthState):
                 await asyncio.sleep(0.05)
         finally:
             feed.stop()
-            FEEDS.pop(token, None)
-            if QUEUES.get(token) is queue:
-                del QUEUES[token]
+            forget(token, queue)
             await asyncio.gather(runner, return_exceptions=True)
 
     async def _apply(self, batch: list[dict[str, Any]]) -> list[tuple[str, bool]]:
@@ -255,12 +296,16 @@ class FeedState(AuthState):
                     console_settings.get().twilio_configured, self.simulator
                 )
                 self.relay_version = str(ev.get("version") or "")
+                self._model(ev.get("model"))
                 self.backend_tools_json = json.dumps(ev.get("tools") or [])
                 self.default_greeting = str(ev.get("greeting") or "")
                 await self._new_default(ev.get("default_session") or {}, first=True)
                 # Calls already live when this console connected: record them too, unless
                 # a recording is already running (a previous console process may have one).
                 to_record += [(c.call_sid, True) for c in book.ordered() if self._records(c)]
+                checklist_changed = True
+            elif kind == "model.status":
+                self._model(ev)
                 checklist_changed = True
             elif kind == "session.default":
                 self.default_greeting = str(ev.get("greeting") or "")
@@ -278,12 +323,20 @@ class FeedState(AuthState):
                     if self._records(log):
                         to_record.append((log.call_sid, False))
                 checklist_changed |= kind in ("call.started", "call.ended")
+        book.prune(keep=self.selected)
         if not self.selected and book.calls:
             self._select(book.ordered()[0].call_sid, auto=True)
         self._refresh()
         if checklist_changed:
             await self._checklist_live(book)
         return to_record
+
+    def _model(self, status: Any) -> None:
+        if isinstance(status, dict):
+            self.model_status = {
+                "status": str(status.get("status") or "unknown"),
+                "detail": str(status.get("detail") or ""),
+            }
 
     def _started(self, book: CallBook, log: CallLog) -> None:
         """A new call: show it if asked to (or if nothing the user chose is on screen);
@@ -321,6 +374,7 @@ class FeedState(AuthState):
             version=self.relay_version,
             live_calls=sum(c.live for c in book.calls.values()),
             simulator=self.simulator,
+            model=self.model_status or None,
         )
 
     def feed_status(self) -> FeedStatus:

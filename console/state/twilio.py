@@ -77,8 +77,16 @@ class ChecklistState(AuthState):
         self.ready = ready(steps)
         self.pending = any(s.status == "pending" for s in steps)
 
-    def live(self, feed: FeedStatus, *, version: str, live_calls: int, simulator: bool) -> None:
-        """Keep the relay and feed steps true to what the feed sees right now."""
+    def live(
+        self,
+        feed: FeedStatus,
+        *,
+        version: str,
+        live_calls: int,
+        simulator: bool,
+        model: dict[str, str] | None = None,
+    ) -> None:
+        """Keep the relay, model and feed steps true to what the feed sees right now."""
         if self.steps:
             steps = [Step(**s) for s in self.steps]  # type: ignore[arg-type]
             relay_url = console_settings.get().relay_url
@@ -90,6 +98,7 @@ class ChecklistState(AuthState):
                     relay_url=relay_url,
                     live_calls=live_calls,
                     simulator=simulator,
+                    model=model,
                 )
             )
 
