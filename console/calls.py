@@ -112,7 +112,7 @@ class CallLog:
     state: str = "connecting"
     started_at: float = 0.0
     model: str = ""
-    direction: str = ""  # inbound (Twilio) | browser (the console's softphone)
+    direction: str = ""  # inbound | outbound (Twilio) | browser (the softphone) | sip
     lines: list[Line] = field(default_factory=list)
     functions: dict[str, FunctionCall] = field(default_factory=dict)
     latency: list[LatencyPoint] = field(default_factory=list)

@@ -326,6 +326,15 @@ class HistoryClient:
         except HistoryError as exc:
             raise _missing(exc, call_sid) from None
 
+    async def note_recording(self, call_sid: str, recording_sid: str) -> None:
+        """Tell the relay a recording of this call started, so its record keeps the SID."""
+        await self._request(
+            "POST",
+            f"/api/calls/{_seg(call_sid)}/recordings",
+            "the recording",
+            body={"recording_sid": recording_sid},
+        )
+
     async def export_call(self, call_sid: str, fmt: str) -> bytes:
         """One call: its record (JSON) or its transcript and tool calls (CSV)."""
         params = {"format": "csv"} if fmt == "csv" else None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -129,6 +130,41 @@ async def calls(request: web.Request) -> web.Response:
     return web.json_response([r.bridge.info() for r in ctx.hub.calls.values()])
 
 
+_RECORDING_SID = re.compile(r"^RE[0-9a-f]{32}\Z")
+
+
+async def add_recording(request: web.Request) -> web.Response:
+    """POST /api/calls/{call_sid}/recordings {"recording_sid": "RE..."}: the console started
+    a Twilio recording of the call; the call's record keeps its SID (live or ended)."""
+    ctx = request.app[RELAY]
+    refusal = console_refusal(request, ctx.settings.console_token, "recordings")
+    if refusal is not None:
+        return refusal
+    call_sid = request.match_info["call_sid"]
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    recording_sid = body.get("recording_sid") if isinstance(body, dict) else None
+    if not isinstance(recording_sid, str) or not _RECORDING_SID.match(recording_sid):
+        return web.json_response(
+            {"error": "recording_sid: a Twilio RecordingSid (RE...)"}, status=400
+        )
+    runner = ctx.hub.calls.get(call_sid)
+    if runner is not None:
+        if recording_sid not in runner.bridge.recording_sids:
+            runner.bridge.recording_sids.append(recording_sid)
+        return web.json_response({"call_sid": call_sid, "live": True})
+    store = ctx.store
+    record = await store.get_call(call_sid) if store is not None else None
+    if store is None or record is None:
+        return web.json_response({"error": f"no call {call_sid}"}, status=404)
+    if recording_sid not in record.recording_sids:
+        record.recording_sids.append(recording_sid)
+        store.submit(record)
+    return web.json_response({"call_sid": call_sid, "live": False})
+
+
 async def public_url(request: web.Request) -> web.Response:
     return web.json_response({"publicUrl": request.app[RELAY].settings.public_url})
 
@@ -235,6 +271,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/browser-call", browser_endpoint)
     app.router.add_get("/logs", console_endpoint)
     app.router.add_post("/openai/webhook", openai_webhook)
+    app.router.add_post("/api/calls/{call_sid}/recordings", add_recording)
     history_api.add_routes(app, store, settings.console_token)
     return app
 

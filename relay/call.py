@@ -190,6 +190,7 @@ class CallBridge:
     latency_log: list[tuple[str, float]] = field(default_factory=list)  # (item_id, ms)
     tool_log: list[dict[str, Any]] = field(default_factory=list)
     session_log: list[dict[str, Any]] = field(default_factory=list)  # reconnects, hand-overs
+    recording_sids: list[str] = field(default_factory=list)  # Twilio recordings (console)
 
     # call_id -> (name, due, arguments, started at)
     pending_tools: dict[str, tuple[str, float, str, float]] = field(default_factory=dict)
@@ -275,7 +276,7 @@ class CallBridge:
             "duration_s": round(max(0.0, now_wall - self.started_at), 3),
             "turns": self.turns,
             "usage": self.usage.as_dict(),
-            "reason": self.end_detail or _REASON_TEXT[self.end_reason],
+            "reason": self.end_detail or REASON_TEXT[self.end_reason],
             "end_reason": self.end_reason.value,
             "latency_ms": list(self.latencies_ms),
             "latency_p50_ms": percentile(self.latencies_ms, 50),
@@ -962,6 +963,8 @@ class CallBridge:
         if entry is None or self.ended:
             return []  # already answered (e.g. a console answer after the timeout)
         name, _, arguments, at = entry
+        if source != "backend":  # a console's answer (or none): as long as the model waited
+            duration_ms = max(0.0, (self._wall(now) - at) * 1000.0)
         if len(self.tool_log) < _MAX_LOG:
             self.tool_log.append(
                 {
@@ -1106,7 +1109,7 @@ class CallBridge:
         return [self._send(event)]
 
 
-_REASON_TEXT: dict[EndReason, str] = {
+REASON_TEXT: dict[EndReason, str] = {
     EndReason.CALLER_HUNG_UP: "the caller hung up",
     EndReason.AGENT_ENDED: "the agent ended the call",
     EndReason.TRANSFERRED: "transferred",

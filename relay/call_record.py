@@ -19,7 +19,7 @@ from relay.store.records import (
     Usage,
 )
 
-from .call import CallBridge
+from .call import REASON_TEXT, CallBridge
 
 
 def call_record(
@@ -51,7 +51,10 @@ def call_record(
         answered_at=bridge.started_at,
         ended_at=ended_at,
         end_reason=bridge.end_reason,
-        end_reason_text=bridge.end_detail,
+        # Only a detail the reason does not already say ("the caller hung up" adds nothing).
+        end_reason_text=""
+        if bridge.end_detail == REASON_TEXT[bridge.end_reason]
+        else bridge.end_detail,
         model=bridge.model,
         voice=_voice(bridge.config.session),
         profile=bridge.profile,
@@ -69,7 +72,13 @@ def call_record(
         latency=[
             TurnLatency(item_id=item, latency_ms=round(ms)) for item, ms in bridge.latency_log
         ],
+        recording_sids=list(bridge.recording_sids),
     )
+
+
+def _detail(bridge: CallBridge) -> str:
+    """Only a detail the end reason does not already say ("the caller hung up" adds none)."""
+    return "" if bridge.end_detail == REASON_TEXT[bridge.end_reason] else bridge.end_detail
 
 
 def _voice(session: dict[str, Any]) -> str:

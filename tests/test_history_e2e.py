@@ -225,3 +225,37 @@ async def test_a_database_outage_during_live_calls_loses_no_audio_and_no_record(
         page = await api(r, "GET", "/api/calls")
     assert {c["call_sid"] for c in page["calls"]} == {c.call_sid for c in calls}
     assert time.monotonic() - started < 30
+
+
+async def test_recording_sids_reach_the_record_whether_the_call_is_live_or_ended(
+    tmp_path: Any,
+) -> None:
+    live_rec, later_rec = "RE" + "a" * 32, "RE" + "b" * 32
+    async with running_relay({**ENV, "RELAY_DATA_DIR": str(tmp_path)}) as relay:
+        call = asyncio.create_task(
+            place_call(relay.base_url, steps=[*one_turn(), Silence(500), Hangup()])
+        )
+        await wait_until(lambda: bool(relay.ctx.hub.calls))
+        sid = next(iter(relay.ctx.hub.calls))
+        assert (
+            await api(relay, "POST", f"/api/calls/{sid}/recordings", {"recording_sid": live_rec})
+        )["live"]
+        await call
+        await stored(relay, sid)
+        answer = await api(
+            relay, "POST", f"/api/calls/{sid}/recordings", {"recording_sid": later_rec}
+        )
+        record = await stored(relay, sid)
+        async with aiohttp.ClientSession() as http:
+            for body, path, status in (
+                ({"recording_sid": "not-one"}, f"/api/calls/{sid}/recordings", 400),
+                ({"recording_sid": later_rec}, "/api/calls/CA404/recordings", 404),
+            ):
+                async with http.post(f"{relay.base_url}{path}", json=body, headers=AUTH) as resp:
+                    assert resp.status == status
+            async with http.post(
+                f"{relay.base_url}/api/calls/{sid}/recordings", json={"recording_sid": live_rec}
+            ) as resp:
+                assert resp.status == 401  # the console token, as for the rest of the API
+    assert answer["live"] is False
+    assert record["recording_sids"] == [live_rec, later_rec]

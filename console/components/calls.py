@@ -23,6 +23,10 @@ def _call(row: rx.Var) -> rx.Component:  # type: ignore[type-arg]
                 row["direction"] == "browser",
                 rx.icon("headphones", size=14, color="var(--gray-10)"),
             ),
+            rx.cond(
+                row["direction"] == "sip",
+                rx.badge("SIP", size="1", variant="soft", title="OpenAI carries the audio"),
+            ),
             rx.spacer(),
             rx.text(row["started"], size="1", color_scheme="gray"),
             align="center",
@@ -52,6 +56,16 @@ def calls_panel() -> rx.Component:
             rx.cond(
                 FeedState.simulator,
                 rx.button("Simulated call", size="1", on_click=FeedState.sim_call, id="sim-call"),
+            ),
+            rx.cond(
+                FeedState.simulator,
+                rx.button(
+                    "Simulated SIP call",
+                    size="1",
+                    variant="soft",
+                    on_click=FeedState.sim_sip_call,
+                    id="sim-sip-call",
+                ),
             ),
             rx.cond(
                 FeedState.selected_live,

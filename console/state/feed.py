@@ -113,6 +113,10 @@ async def _record(call_sid: str, check_existing: bool) -> None:
         _log.exception("automatic recording of %s", call_sid)
         rec = _failed(call_sid, f"unexpected {exc.__class__.__name__}")
     broadcast(recording_event(rec))
+    if rec.recording_sid:
+        from console.state.twilio import note_recording
+
+        await note_recording(rec)
 
 
 def _failed(call_sid: str, why: str) -> recording.CallRecording:
@@ -516,6 +520,15 @@ class FeedState(AuthState):
         if self.authed():
             await self._send(
                 {"type": "sim.call", "seconds": SIM_CALL_S}, "Starting a simulated call…"
+            )
+
+    @rx.event
+    async def sim_sip_call(self) -> None:
+        """The same simulated caller, as a SIP call (OpenAI carrying the audio)."""
+        if self.authed():
+            await self._send(
+                {"type": "sim.call", "seconds": SIM_CALL_S, "mode": "sip"},
+                "Starting a simulated SIP call…",
             )
 
     @rx.event

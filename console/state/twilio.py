@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, replace
@@ -12,11 +13,14 @@ import reflex as rx
 from console import media
 from console import settings as console_settings
 from console.checklist import FeedStatus, Step, live_update, ready, run_checklist
+from console.history import HistoryError, history
 from console.outbound import caller_id_options, check_call, initial_caller_id, twilio_unavailable
 from console.phone import PhoneNumberError
 from console.recording import RECORDER, CallRecording
 from console.state.auth import AuthState
 from console.twilio_service import RecordingStatus, TwilioError, TwilioService, twilio
+
+_log = logging.getLogger("console.recording")
 
 
 class ChecklistState(AuthState):
@@ -123,6 +127,15 @@ class ChecklistState(AuthState):
             await self._run_check()
 
 
+async def note_recording(rec: CallRecording) -> None:
+    """The call's history record keeps the recording (the player in its detail view)."""
+    try:
+        async with history(console_settings.get()) as relay:
+            await relay.note_recording(rec.call_sid, rec.recording_sid)
+    except HistoryError as exc:
+        _log.warning("recording %s not noted in the call's history: %s", rec.recording_sid, exc)
+
+
 class PhoneState(AuthState):
     to_number: str = ""
     caller_id: str = ""
@@ -211,9 +224,12 @@ class PhoneState(AuthState):
     async def _publish(self, rec: CallRecording) -> None:
         from console.state.feed import FeedState, broadcast, recording_event
 
+        known = RECORDER.get(rec.call_sid)
         RECORDER.put(rec)
         broadcast(recording_event(rec))
         (await self.get_state(FeedState))._refresh()
+        if rec.recording_sid and (known is None or known.recording_sid != rec.recording_sid):
+            await note_recording(rec)
 
     async def _recording_call(self) -> str:
         """The selected call, or "" after saying why recording cannot be used now."""
