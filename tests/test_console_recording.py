@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -125,6 +126,9 @@ async def test_every_open_browser_hears_about_the_recording(console_env: Recorde
     from console.state import feed
 
     respx.post(f"{BASE}/Calls/{CALL}/Recordings.json").respond(201, json=recording_json())
+    noted = respx.post(f"http://localhost:8081/api/calls/{CALL}/recordings").respond(
+        200, json={"call_sid": CALL, "live": True}
+    )
     queues: dict[str, asyncio.Queue[dict[str, Any]]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}
     saved = dict(feed.QUEUES)
     feed.QUEUES.clear()
@@ -141,6 +145,9 @@ async def test_every_open_browser_hears_about_the_recording(console_env: Recorde
         assert REC in event["line"]
     assert console_env.get(CALL) is not None
     assert console_env.get(CALL).recording_sid == REC  # type: ignore[union-attr]
+    # The relay was told, so the call's history record keeps the recording.
+    assert noted.called
+    assert json.loads(noted.calls.last.request.content) == {"recording_sid": REC}
 
 
 @respx.mock

@@ -132,7 +132,7 @@ async def note_recording(rec: CallRecording) -> None:
     try:
         async with history(console_settings.get()) as relay:
             await relay.note_recording(rec.call_sid, rec.recording_sid)
-    except HistoryError as exc:
+    except HistoryError as exc:  # the recording itself goes on; only the record lacks it
         _log.warning("recording %s not noted in the call's history: %s", rec.recording_sid, exc)
 
 
