@@ -71,6 +71,23 @@ _SPARE_RETRY_S = 10.0  # after a failed rollover/switch connect
 _ANSWER_WAIT_S = 5.0  # after the caller's turn ends, how long an answer may take to start
 _json = msgspec.json.Encoder()
 
+# Frequent events the core has nothing to do with, skipped undecoded while no console
+# watches (most of a SIP call's traffic). The API writes `type` first; an event that
+# does not start this way just takes the ordinary path.
+_SKIPPED_TYPES = (
+    "response.output_audio_transcript.delta",
+    "response.output_text.delta",
+    "response.function_call_arguments.delta",
+    "conversation.item.input_audio_transcription.delta",
+)
+_SKIP_STR = tuple('{"type":"' + t + '",' for t in _SKIPPED_TYPES)
+_SKIP_BYTES = tuple(p.encode() for p in _SKIP_STR)
+
+
+def _skippable(raw: str | bytes) -> bool:
+    return raw.startswith(_SKIP_STR) if isinstance(raw, str) else raw.startswith(_SKIP_BYTES)
+
+
 # Errors that no retry can fix: end the call with the apology, and say what to fix.
 FINAL_ERRORS: dict[str, str] = {
     "invalid_api_key": "OpenAI refused the API key: check OPENAI_API_KEY",
@@ -586,6 +603,8 @@ class CallBridge:
         delta = rt.audio_delta(raw)  # the hot path: half the model's events, and never forwarded
         if delta is not None:
             return self._on_audio_delta(delta, now)
+        if not self.watched and _skippable(raw):
+            return []  # a streaming delta only a console would show: not even decoded
         try:
             event = rt.decode_server_event(raw)
         except msgspec.DecodeError as exc:

@@ -280,3 +280,16 @@ def test_playback_position_allows_for_the_round_trip_to_twilio() -> None:
     item, heard = p.position(now=0.16)  # type: ignore[misc]
     # 100 ms confirmed, 20 ms since the echo, and the clear still needs one hop to arrive.
     assert item == "a" and heard == pytest.approx(160.0)
+
+
+def test_streaming_deltas_no_one_watches_are_skipped_and_a_watched_call_forwards_them() -> None:
+    b = open_bridge()
+    delta = b'{"type":"response.output_audio_transcript.delta","item_id":"a1","delta":"Hel"}'
+    assert b.on_model(delta, 1.0) == []
+    # Skipped undecoded: even a broken one costs no decode (and no error line) unwatched.
+    assert b.on_model(b'{"type":"response.output_audio_transcript.delta", broken', 1.0) == []
+    b.watched = True
+    (forwarded,) = console(b.on_model(delta, 1.0))
+    assert forwarded["type"] == "model" and forwarded["event"]["delta"] == "Hel"
+    (error,) = console(b.on_model(b'{"type":"response.output_audio_transcript.delta", x', 1.0))
+    assert error["code"] == "malformed"
