@@ -26,9 +26,10 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 FULL_NS = [1, 50, 100, 200, 250, 300, 400, 500, 600]
 QUICK_NS = [1, 50]
-# The relay, the new floor (the same trivial pass-through on aiohttp's server) and the old
-# stack (that pass-through on Hypercorn), side by side in one run.
-SERVERS = "relay,passthrough-aiohttp,passthrough"
+# The relay (Media Streams), the relay in SIP mode (OpenAI carries the audio), the new floor
+# (the same trivial pass-through on aiohttp's server) and the old stack (that pass-through
+# on Hypercorn), side by side in one run.
+SERVERS = "relay,relay-sip,passthrough-aiohttp,passthrough"
 FLOOR = "passthrough-aiohttp"
 RATIO_NS = frozenset({50, 100})  # where the relay's CPU is compared with the floor's
 
@@ -74,8 +75,8 @@ def main() -> int:
     ap.add_argument(
         "--servers",
         default=SERVERS,
-        help="scale test servers: relay, passthrough-aiohttp (the floor), passthrough "
-        "(the same on Hypercorn)",
+        help="scale test servers: relay, relay-sip (SIP mode), passthrough-aiohttp (the floor), "
+        "passthrough (the same on Hypercorn)",
     )
     ap.add_argument("--ns", help="comma-separated call counts for the scale test")
     ap.add_argument(

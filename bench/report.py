@@ -13,6 +13,8 @@ TARGET_P50_MS = 0.5
 TARGET_KB_PER_CALL = 100
 TARGET_BARGE_MS = 40.0
 FLOOR = "passthrough-aiohttp"  # the trivial pass-through on the relay's own stack
+SIP = "relay-sip"  # the relay in SIP mode: the same calls, OpenAI carrying the audio
+TARGET_SIP_FACTOR = 20.0
 OLD = "passthrough"  # the same on Hypercorn, the relay's stack before
 
 
@@ -77,6 +79,20 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
                 f"call-second, {ratio:.2f}x the aiohttp pass-through's "
                 f"{_f(base['server_cpu_ms_per_call_s'])}{runs} (target <= {TARGET_CPU_RATIO}x: "
                 f"{_ok(ratio <= TARGET_CPU_RATIO)})"
+            )
+        sip = {p["calls"]: p for p in scale.get(SIP, [])}
+        both = [p for p in rel if p["calls"] in sip and p["calls"] > 1 and not p.get("broke")]
+        if both:
+            mine, theirs = both[-1], sip[both[-1]["calls"]]
+            factor = mine["server_cpu_ms_per_call_s"] / max(
+                1e-9, theirs["server_cpu_ms_per_call_s"]
+            )
+            cost = _f(theirs["server_cpu_ms_per_call_s"], 3)
+            heads.append(
+                f"- SIP mode at {mine['calls']} calls: {cost} ms "
+                f"per call-second, {factor:.1f}x less than Media Streams' "
+                f"{_f(mine['server_cpu_ms_per_call_s'])} (target >= {TARGET_SIP_FACTOR:.0f}x: "
+                f"{_ok(factor >= TARGET_SIP_FACTOR)})"
             )
         fine = [
             p
@@ -248,7 +264,8 @@ def plots(res: dict[str, Any], folder: str) -> list[str]:
     scale = res.get("scale") or {}
     paths: list[str] = []
     colors: defaultdict[str, str] = defaultdict(
-        lambda: "tab:green", {"relay": "tab:blue", FLOOR: "tab:orange", OLD: "tab:gray"}
+        lambda: "tab:green",
+        {"relay": "tab:blue", SIP: "tab:purple", FLOOR: "tab:orange", OLD: "tab:gray"},
     )
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
