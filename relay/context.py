@@ -12,6 +12,7 @@ import aiohttp
 
 from shared import session as sess
 
+from .call import CallConfig
 from .hub import Hub
 from .model_link import ModelConnectError, ModelConnector, PrewarmPool
 from .openai_calls import RealtimeCalls
@@ -115,6 +116,24 @@ class RelayContext:
         except sess.SessionConfigError as exc:
             log.error("profile %s does not fit the defaults (%s); using them", profile.name, exc)
             return dict(self.default_session)
+
+    def call_config(
+        self, session: dict[str, Any], profile: Profile | None, **knobs: Any
+    ) -> CallConfig:
+        """A new call's CallConfig: its session, its profile's greeting, the settings' knobs
+        (`knobs` override them: a SIP call has no media, a browser call its own format)."""
+        settings = self.settings
+        return CallConfig(
+            session=session,
+            backend_tools=self.tools.names(),
+            greeting=self.call_greeting(profile),
+            dtmf_format=settings.dtmf_format,
+            early_audio_ms=settings.early_audio_ms,
+            console_tool_timeout_s=settings.console_tool_timeout_s,
+            reconnect_give_up_s=settings.reconnect_give_up_s,
+            rollover_margin_s=settings.rollover_margin_s,
+            **knobs,
+        )
 
     def call_greeting(self, profile: Profile | None) -> str:
         if profile is not None and profile.greeting is not None:

@@ -20,7 +20,7 @@ from shared import twilio as tw
 
 from . import browser_call, logs, metrics
 from .actions import EndReason
-from .call import CallBridge, CallConfig
+from .call import CallBridge
 from .keys import RELAY
 from .runner import CallRunner
 from .security import console_refusal, public_ws_url
@@ -230,16 +230,8 @@ class MediaStream:
         bridge = CallBridge(
             call_sid=info.callSid,
             stream_sid=info.streamSid or msg.streamSid,
-            config=CallConfig(
-                session=session,
-                backend_tools=ctx.tools.names(),
-                greeting=ctx.call_greeting(profile),
-                dtmf_format=settings.dtmf_format,
-                early_audio_ms=settings.early_audio_ms,
-                console_tool_timeout_s=settings.console_tool_timeout_s,
-                reconnect_give_up_s=settings.reconnect_give_up_s,
-                rollover_margin_s=settings.rollover_margin_s,
-                audio_format=browser.audio_format if browser else "audio/pcmu",
+            config=ctx.call_config(
+                session, profile, audio_format=browser.audio_format if browser else "audio/pcmu"
             ),
             started_at=time.time(),
             clock_offset=time.time() - time.monotonic(),
@@ -252,12 +244,7 @@ class MediaStream:
         logs.current_call_sid.set(bridge.call_sid)
         make_runner = browser_call.BrowserCallRunner if browser else CallRunner
         runner = make_runner(ctx, bridge, self.ws.send_str, self.close, rang_at=rang_at)
-        ctx.hub.add_call(runner)
-        metrics.call_started()
-        ctx.hub.publish(
-            {"type": "call.started", "call_sid": bridge.call_sid, "call": bridge.info()}
-        )
-        log.info("call %s started (from %s)", bridge.call_sid, bridge.from_ or "unknown")
+        runner.announce()
         # Only /twiml pre-warms, and a browser call has none.
         await runner.start(info.callSid if settings.prewarm and not browser else None)
         return runner

@@ -78,6 +78,21 @@ class CallRunner:
 
     # --- lifecycle -----------------------------------------------------------------------
 
+    def announce(self) -> None:
+        """The call is live: the hub, the metrics, the consoles and the log know of it."""
+        bridge = self.bridge
+        self.ctx.hub.add_call(self)
+        metrics.call_started()
+        self.ctx.hub.publish(
+            {"type": "call.started", "call_sid": bridge.call_sid, "call": bridge.info()}
+        )
+        log.info(
+            "call %s started (%s, from %s)",
+            bridge.call_sid,
+            bridge.direction,
+            bridge.from_ or "unknown",
+        )
+
     async def start(self, prewarmed_sid: str | None) -> None:
         self._prewarm_sid = prewarmed_sid
         await self.execute(self.bridge.start(prewarmed=prewarmed_sid is not None))

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from . import logs, metrics
 from .actions import Connect, EndReason, Hangup
-from .call import CallBridge, CallConfig
+from .call import CallBridge
 from .keys import RELAY
 from .openai_calls import CallApiError
 from .runner import CallRunner
@@ -157,15 +157,7 @@ async def incoming_call(ctx: RelayContext, incoming: IncomingCall) -> None:
     bridge = CallBridge(
         call_sid=call_id,
         stream_sid="",
-        config=CallConfig(
-            session=session,
-            backend_tools=ctx.tools.names(),
-            greeting=ctx.call_greeting(profile),
-            dtmf_format=settings.dtmf_format,
-            console_tool_timeout_s=settings.console_tool_timeout_s,
-            reconnect_give_up_s=settings.reconnect_give_up_s,
-            media=False,
-        ),
+        config=ctx.call_config(session, profile, media=False),
         started_at=now,
         clock_offset=now - time.monotonic(),
         from_=caller,
@@ -175,10 +167,7 @@ async def incoming_call(ctx: RelayContext, incoming: IncomingCall) -> None:
     )
     logs.current_call_sid.set(call_id)
     runner = SipCallRunner(ctx, bridge, _nothing_to_send, _no_stream, rang_at=now)
-    ctx.hub.add_call(runner)
-    metrics.call_started()
-    ctx.hub.publish({"type": "call.started", "call_sid": call_id, "call": bridge.info()})
-    log.info("SIP call %s accepted (from %s to %s)", call_id, caller or "unknown", to or "?")
+    runner.announce()
     await runner.start(None)
 
 

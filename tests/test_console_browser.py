@@ -21,6 +21,7 @@ Screenshots of each state go to tests/artifacts/.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -147,27 +148,71 @@ def artifacts() -> Iterator[Path]:
 @pytest.fixture
 async def stack(artifacts: Path, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     from relay.sim.model import SimModel
-    from relay.sim.script import LOOKUP_ORDER, ModelScript
+    from relay.sim.script import ModelScript
 
     model = SimModel(ModelScript())  # the default conversation, as `make run` has it
     model_url = await model.start()
+    try:
+        async with _with_demo(model, model_url, tmp_path) as running:
+            yield running
+    finally:
+        await model.stop()
+
+
+@contextlib.asynccontextmanager
+async def _with_demo(model: Any, model_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    from relay.sim.script import LOOKUP_ORDER
+
+    stack = console_stack(
+        "",
+        model_url,
+        tmp_path / "relay-data",
+        OPENAI_DEFAULT_TOOLS_JSON=json.dumps([LOOKUP_ORDER]),  # as scripts/run.py sets
+        RELAY_DRAIN_SECONDS="2",
+    )
+    async with stack as (relay_url, console_url, relay, console):
+        # `make run`'s demo: it waits for someone to log in, then places its call.
+        port = console_url.rsplit(":", 1)[1]
+        demo = Proc(
+            "demo",
+            [sys.executable, "scripts/demo_call.py", "--wait-for-console", "--seconds", "60"],
+            clean_env(RELAY_URL=relay_url, RELAY_CONSOLE_TOKEN=TOKEN, CONSOLE_PORT=port),
+        )
+        try:
+            yield {
+                "model": model,
+                "url": console_url,
+                "relay_url": relay_url,
+                "relay": relay,
+                "console": console,
+                "demo": demo,
+            }
+        finally:
+            demo.stop()
+
+
+@contextlib.asynccontextmanager
+async def console_stack(
+    name: str, model_url: str, data_dir: Path, **relay_env: str
+) -> AsyncIterator[tuple[str, str, Proc, Proc]]:
+    """The relay (`python -m relay`, its store in `data_dir`) and the console in prod mode,
+    as subprocesses on free ports, up and answering: (relay URL, console URL, procs)."""
     relay_port, console_port = free_port(), free_port()
     relay_url = f"http://127.0.0.1:{relay_port}"
     relay = Proc(
-        "relay",
+        f"{name}relay",
         [sys.executable, "-m", "relay"],
         clean_env(
             PORT=str(relay_port),
             PUBLIC_URL=relay_url,
-            RELAY_DATA_DIR=str(tmp_path / "relay-data"),
+            RELAY_DATA_DIR=str(data_dir),
             RELAY_CONSOLE_TOKEN=TOKEN,
             OPENAI_REALTIME_URL=model_url,
-            OPENAI_DEFAULT_TOOLS_JSON=json.dumps([LOOKUP_ORDER]),  # as scripts/run.py sets
-            RELAY_DRAIN_SECONDS="2",
+            **relay_env,
         ),
     )
     console = Proc(
-        "console",
+        f"{name}console",
         [str(ROOT / "scripts" / "start-console"), "prod"],
         clean_env(
             PORT=str(console_port),
@@ -177,30 +222,16 @@ async def stack(artifacts: Path, tmp_path: Path) -> AsyncIterator[dict[str, Any]
             PYTHON=sys.executable,
         ),
     )
-    # `make run`'s demo: it waits for someone to log in, then places its call.
-    demo = Proc(
-        "demo",
-        [sys.executable, "scripts/demo_call.py", "--wait-for-console", "--seconds", "60"],
-        clean_env(RELAY_URL=relay_url, RELAY_CONSOLE_TOKEN=TOKEN, CONSOLE_PORT=str(console_port)),
-    )
     try:
         await wait_http(f"{relay_url}/health", relay, 30)
         started = time.monotonic()
-        await wait_http(f"http://127.0.0.1:{console_port}/login", console, CONSOLE_START_TIMEOUT_S)
+        console_url = f"http://127.0.0.1:{console_port}"
+        await wait_http(f"{console_url}/login", console, CONSOLE_START_TIMEOUT_S)
         print(f"console up in {time.monotonic() - started:.1f} s")
-        yield {
-            "model": model,
-            "url": f"http://127.0.0.1:{console_port}",
-            "relay_url": relay_url,
-            "relay": relay,
-            "console": console,
-            "demo": demo,
-        }
+        yield relay_url, console_url, relay, console
     finally:
-        demo.stop()
         console.stop()
         relay.stop()
-        await model.stop()
 
 
 def step(page: Any, key: str) -> Any:

@@ -23,7 +23,6 @@ import asyncio
 import csv
 import io
 import json
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -40,10 +39,7 @@ from test_console_browser import (
     ROOT,
     TOKEN,
     WIDE,
-    Proc,
-    clean_env,
-    free_port,
-    wait_http,
+    console_stack,
 )
 
 pytestmark = [
@@ -61,45 +57,24 @@ async def stack(artifacts: Path, tmp_path: Path) -> AsyncIterator[dict[str, Any]
 
     model = SimModel(ModelScript())
     model_url = await model.start()
-    relay_port, console_port = free_port(), free_port()
-    relay_url = f"http://127.0.0.1:{relay_port}"
-    relay = Proc(
-        "history-relay",
-        [sys.executable, "-m", "relay"],
-        clean_env(
-            PORT=str(relay_port),
-            PUBLIC_URL=relay_url,
-            RELAY_DATA_DIR=str(tmp_path / "relay-data"),
-            RELAY_CONSOLE_TOKEN=TOKEN,
-            OPENAI_REALTIME_URL=model_url,
-            OPENAI_DEFAULT_TOOLS_JSON=json.dumps([LOOKUP_ORDER]),
-            RELAY_DRAIN_SECONDS="2",
-        ),
-    )
-    console = Proc(
-        "history-console",
-        [str(ROOT / "scripts" / "start-console"), "prod"],
-        clean_env(
-            PORT=str(console_port),
-            CONSOLE_PASSWORD=PASSWORD,
-            RELAY_URL=relay_url,
-            RELAY_CONSOLE_TOKEN=TOKEN,
-            PYTHON=sys.executable,
-        ),
+    data_dir = tmp_path / "relay-data"
+    stack = console_stack(
+        "history-",
+        model_url,
+        data_dir,
+        OPENAI_DEFAULT_TOOLS_JSON=json.dumps([LOOKUP_ORDER]),
+        RELAY_DRAIN_SECONDS="2",
     )
     try:
-        await wait_http(f"{relay_url}/health", relay, 30)
-        await wait_http(f"http://127.0.0.1:{console_port}/login", console, CONSOLE_START_TIMEOUT_S)
-        yield {
-            "data_dir": tmp_path / "relay-data",
-            "url": f"http://127.0.0.1:{console_port}",
-            "relay_url": relay_url,
-            "relay": relay,
-            "console": console,
-        }
+        async with stack as (relay_url, console_url, relay, console):
+            yield {
+                "data_dir": data_dir,
+                "url": console_url,
+                "relay_url": relay_url,
+                "relay": relay,
+                "console": console,
+            }
     finally:
-        console.stop()
-        relay.stop()
         await model.stop()
 
 

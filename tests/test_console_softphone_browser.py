@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import sys
 import time
 import wave
 from array import array
@@ -33,16 +32,12 @@ from test_console_browser import (
     ARTIFACTS,
     CHROMIUM,
     CONSOLE_START_TIMEOUT_S,
+    PASSWORD,
     ROOT,
     WIDE,
-    Proc,
-    clean_env,
-    free_port,
-    wait_http,
+    console_stack,
 )
 
-PASSWORD = "softphone-test-pw"
-TOKEN = "softphone-test-token"
 ANSWER_MS = 4000
 SPEECH = (0.3, 1.3)  # seconds of "speech" in each loop of the fake microphone
 LOOP_S = 4.3  # the next speech starts 3.3 s after the last one: over a 4 s answer
@@ -86,44 +81,17 @@ async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     speech_wav(wav)
     model = SimModel(ModelScript(replies=[Reply("A long answer. " * 8, audio_ms=ANSWER_MS)]))
     model_url = await model.start()
-    relay_port, console_port = free_port(), free_port()
-    relay_url = f"http://127.0.0.1:{relay_port}"
-    relay = Proc(
-        "softphone-relay",
-        [sys.executable, "-m", "relay"],
-        clean_env(
-            PORT=str(relay_port),
-            PUBLIC_URL=relay_url,
-            RELAY_DATA_DIR=str(tmp_path / "relay-data"),
-            RELAY_CONSOLE_TOKEN=TOKEN,
-            OPENAI_REALTIME_URL=model_url,
-            RELAY_DRAIN_SECONDS="1",
-        ),
-    )
-    console = Proc(
-        "softphone-console",
-        [str(ROOT / "scripts" / "start-console"), "prod"],
-        clean_env(
-            PORT=str(console_port),
-            CONSOLE_PASSWORD=PASSWORD,
-            RELAY_URL=relay_url,
-            RELAY_CONSOLE_TOKEN=TOKEN,
-            PYTHON=sys.executable,
-        ),
-    )
+    stack = console_stack("softphone-", model_url, tmp_path / "relay-data", RELAY_DRAIN_SECONDS="1")
     try:
-        await wait_http(f"{relay_url}/health", relay, 30)
-        await wait_http(f"http://127.0.0.1:{console_port}/login", console, CONSOLE_START_TIMEOUT_S)
-        yield {
-            "model": model,
-            "url": f"http://127.0.0.1:{console_port}",
-            "wav": wav,
-            "relay": relay,
-            "console": console,
-        }
+        async with stack as (_, console_url, relay, console):
+            yield {
+                "model": model,
+                "url": console_url,
+                "wav": wav,
+                "relay": relay,
+                "console": console,
+            }
     finally:
-        console.stop()
-        relay.stop()
         await model.stop()
 
 
