@@ -21,6 +21,7 @@ from shared import twilio as tw
 from . import logs, metrics
 from .actions import EndReason
 from .call import CallBridge, CallConfig
+from .cluster import SharedStateError
 from .keys import RELAY
 from .runner import CallRunner
 from .security import public_ws_url
@@ -177,16 +178,24 @@ class MediaStream:
         settings = ctx.settings
         info = msg.start
         params = info.customParameters
-        if not ctx.tokens.redeem(params.get("stream_token", ""), info.callSid):
-            log.warning("call %s: refused stream without a valid stream token", info.callSid)
-            metrics.call_rejected("bad_token")
-            await self.close(1008, "invalid stream token")
+        try:
+            if not await ctx.tokens.redeem(params.get("stream_token", ""), info.callSid):
+                log.warning("call %s: refused stream without a valid stream token", info.callSid)
+                metrics.call_rejected("bad_token")
+                await self.close(1008, "invalid stream token")
+                return None
+            verdict = "busy" if ctx.draining else ""
+            verdict = verdict or await ctx.shared.registry.admit(info.callSid, settings.max_calls)
+        except SharedStateError as exc:
+            log.error("call %s: refused: the shared state is unavailable (%s)", info.callSid, exc)
+            metrics.call_rejected("unavailable")
+            await self.close(1011, "relay state unavailable")
             return None
-        if ctx.draining or len(ctx.hub.calls) >= settings.max_calls:
+        if verdict == "busy":
             metrics.call_rejected("busy")
             await self.close(1013, "relay is busy")
             return None
-        if info.callSid in ctx.hub.calls:
+        if verdict:
             await self.close(1008, "call already streaming")
             return None
         rang = ctx.answered(info.callSid)
@@ -219,6 +228,7 @@ class MediaStream:
         logs.current_call_sid.set(bridge.call_sid)
         runner = CallRunner(ctx, bridge, self.ws.send_str, self.close, rang_at=rang_at)
         ctx.hub.add_call(runner)
+        ctx.shared.registry.started(bridge.info())
         metrics.call_started()
         ctx.hub.publish(
             {"type": "call.started", "call_sid": bridge.call_sid, "call": bridge.info()}

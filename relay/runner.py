@@ -133,8 +133,7 @@ class CallRunner:
         hub = self.ctx.hub
         hub.publish({"type": "call.ended", "call_sid": bridge.call_sid, "summary": summary})
         hub.remove_call(bridge.call_sid)
-        hub.ended.append({**bridge.info(), "summary": summary})
-        del hub.ended[:-100]
+        self.ctx.shared.registry.ended(bridge.call_sid, {**bridge.info(), "summary": summary})
         metrics.call_ended(bridge.end_reason.value)
         if self.ctx.store is not None:
             try:
