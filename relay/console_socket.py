@@ -183,11 +183,13 @@ async def _dispatch(ctx: RelayContext, cmd: ConsoleCommand) -> dict[str, Any]:
         session = ctx.set_default_session(cmd.session)
         if isinstance(cmd.greeting, str):
             ctx.greeting = cmd.greeting.strip()[:2000]
+        greeting = ctx.greeting  # before the awaits: another process's save may land meanwhile
         warning = await ctx.save_defaults()
-        await ctx.shared.defaults.changed(session, ctx.greeting)  # the other processes too
-        # Each process tells its own consoles, so what they see matches their hello.
+        await ctx.shared.defaults.changed(session, greeting)  # the other processes too
+        # Each process tells its own consoles, so what they see matches their hello (and,
+        # if another process saved newer defaults meanwhile, those are what it now uses).
         ctx.hub.publish_local(
-            {"type": "session.default", "session": session, "greeting": ctx.greeting}
+            {"type": "session.default", "session": ctx.default_session, "greeting": ctx.greeting}
         )
         if cmd.scope == "default":
             return {"warning": warning} if warning else {}

@@ -87,14 +87,16 @@ class RelayContext:
         self.hub.forward = self.shared.feed.publish
         self.hub.on_consoles = self.shared.feed.consoles_changed
 
-    def apply_shared_defaults(self, session: dict[str, Any], greeting: str) -> None:
-        """Defaults another process saved: new calls here use them too."""
+    def apply_shared_defaults(self, session: dict[str, Any], greeting: str, tell: bool) -> None:
+        """Defaults another process saved: new calls here use them too (`tell`: and this
+        process's consoles hear of it)."""
         self.default_session = session
         self.greeting = greeting
-        log.info("applied the defaults another relay process saved")
-        self.hub.publish_local(
-            {"type": "session.default", "session": session, "greeting": greeting}
-        )
+        if tell:
+            log.info("applied the defaults another relay process saved")
+            self.hub.publish_local(
+                {"type": "session.default", "session": session, "greeting": greeting}
+            )
 
     def calls_lost(self, entries: list[dict[str, Any]], detail: str) -> None:
         """Calls of a process that died, ended here: counted and kept in the history."""

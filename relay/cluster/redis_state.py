@@ -496,12 +496,7 @@ class RedisRegistry:
         pipe.hdel(PROCS, process)
         pipe.publish(CTL, _dumps({"op": "gone", "process": process}))
         await pipe.execute()
-        log.error(
-            "%s: %d of its calls marked ended",
-            detail,
-            len(entries),
-            extra={"process": process},
-        )
+        log.error("%s: %d of its calls marked ended", detail, len(entries))
         metrics.WORKERS_LOST.inc()
         hub = self.link.hub
         for e in entries:
@@ -629,7 +624,7 @@ class RedisDefaults:
     """The console's saved defaults, the same on every process: each save gets a sequence
     number in Redis; every process applies the newest it has heard of."""
 
-    def __init__(self, link: RedisLink, apply: Callable[[dict[str, Any], str], None]) -> None:
+    def __init__(self, link: RedisLink, apply: Callable[[dict[str, Any], str, bool], None]) -> None:
         self.link = link
         self.apply = apply
         self.seq = 0
@@ -649,7 +644,11 @@ class RedisDefaults:
         except (RedisError, OSError) as exc:
             self.link.failed("defaults", exc)
             return
-        self.seq = max(self.seq, seq)
+        if seq > self.seq:
+            # Ours is the newest; an older save heard while ours was on its way may have
+            # been applied meanwhile, so ours goes back on (quietly: the caller tells).
+            self.seq = seq
+            self.apply(session, greeting, False)
 
     def _on_defaults(self, message: dict[str, Any], force: bool = False) -> None:
         seq = int(message.get("seq") or 0)
@@ -660,7 +659,7 @@ class RedisDefaults:
             return
         session, greeting = message.get("session"), message.get("greeting")
         if isinstance(session, dict) and isinstance(greeting, str):
-            self.apply(session, greeting)
+            self.apply(session, greeting, not force)
 
 
 class RedisShared(Shared):
@@ -669,7 +668,7 @@ class RedisShared(Shared):
     def __init__(
         self,
         link: RedisLink,
-        apply_defaults: Callable[[dict[str, Any], str], None],
+        apply_defaults: Callable[[dict[str, Any], str, bool], None],
         on_reaped: Callable[[list[dict[str, Any]], str], None],
     ) -> None:
         self.link = link
@@ -727,7 +726,7 @@ def redis_state(
     url: str,
     node: Node,
     hub: Hub,
-    apply_defaults: Callable[[dict[str, Any], str], None],
+    apply_defaults: Callable[[dict[str, Any], str, bool], None],
     on_reaped: Callable[[list[dict[str, Any]], str], None],
 ) -> RedisShared:
     link = RedisLink(url, node, hub)
