@@ -158,7 +158,9 @@ class RedisLink:
             url, socket_connect_timeout=2.0, socket_timeout=5.0, health_check_interval=10
         )
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.remote_consoles: dict[str, int] = {}
+        # Other live processes -> (their console-count version, their console count).
+        self.remote: dict[str, tuple[int, int]] = {}
+        self.console_seq = 0  # bumped on each change of this process's console count
         self.ok = False
         self._error_logged: set[str] = set()
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
@@ -197,6 +199,19 @@ class RedisLink:
                 self.failed(op, exc)
 
         self.spawn(run(), op)
+
+    def heard(self, process: str, seq: int, consoles: int) -> None:
+        """Another process's console count, from its message or its registry entry,
+        whichever is newer (the two travel separately)."""
+        if process == self.node.id:
+            return
+        known = self.remote.get(process)
+        if known is None or seq >= known[0]:
+            self.remote[process] = (seq, consoles)
+
+    def rewatch(self) -> None:
+        """This process's calls are watched while a console is connected anywhere."""
+        self.hub.set_remote_watched(any(n > 0 for _, n in self.remote.values()))
 
     def on(self, op: str, handler: Callable[[dict[str, Any]], None]) -> None:
         self._handlers[op] = handler
@@ -416,11 +431,12 @@ class RedisRegistry:
 
     # --- heartbeat, and clean-up after dead processes ---------------------------------------
 
-    def _proc(self, consoles: int) -> bytes:
-        node = self.node
+    def proc_entry(self) -> bytes:
+        node, link = self.node, self.link
         return _dumps(
             {"instance": node.instance, "worker": node.worker, "pid": node.pid,
-             "consoles": consoles, "started_at": node.started_at}
+             "consoles": len(link.hub.consoles), "cseq": link.console_seq,
+             "started_at": node.started_at}
         )  # fmt: skip
 
     async def beat(self) -> None:
@@ -429,7 +445,7 @@ class RedisRegistry:
         pipe = client.pipeline(transaction=False)
         pipe.hgetall(PROCS)
         pipe.set(_alive_key(node.id), b"1", px=int(ALIVE_TTL_S * 1000))
-        pipe.hset(PROCS, node.id, self._proc(len(link.hub.consoles)))
+        pipe.hset(PROCS, node.id, self.proc_entry())
         changed = []
         for sid, runner in list(link.hub.calls.items()):
             info = runner.bridge.info()
@@ -446,22 +462,20 @@ class RedisRegistry:
             await self._register_calls()
         self._registered = True
         others = [p for p in procs if p != node.id]
-        if not others:
-            link.remote_consoles.clear()
-            link.hub.set_remote_watched(False)
-            return
         check = client.pipeline(transaction=False)
         for p in others:
             check.exists(_alive_key(p))
-        alive = await check.execute()
-        consoles: dict[str, int] = {}
-        for p, up in zip(others, alive, strict=True):
-            if up:
-                consoles[p] = int(procs[p].get("consoles") or 0)
-            else:
+        alive = await check.execute() if others else []
+        up = {p for p, a in zip(others, alive, strict=True) if a}
+        for p in list(link.remote):
+            if p not in up:
+                del link.remote[p]
+        for p in up:
+            link.heard(p, int(procs[p].get("cseq") or 0), int(procs[p].get("consoles") or 0))
+        link.rewatch()  # before reaping: the ends of dead calls go to every console
+        for p in others:
+            if p not in up:
                 await self._reap(p, procs[p])
-        link.remote_consoles = consoles
-        link.hub.set_remote_watched(any(n > 0 for n in consoles.values()))
 
     async def _register_calls(self) -> None:
         pipe = self.link.client.pipeline(transaction=False)
@@ -519,8 +533,9 @@ class RedisFeed:
     """Console events across processes. Out: every event of this process's calls, batched
     into one PUBLISH per loop turn. In: only while this process has a console."""
 
-    def __init__(self, link: RedisLink) -> None:
+    def __init__(self, link: RedisLink, proc_entry: Callable[[], bytes]) -> None:
         self.link = link
+        self.proc_entry = proc_entry  # this process's registry entry, with its consoles
         self.me = link.node.id.encode()
         self._out: deque[bytes] = deque()
         self._wake = asyncio.Event()
@@ -575,8 +590,14 @@ class RedisFeed:
         elif not count and self._reader is not None:
             self._reader.cancel()
             self._reader = None
-        message = {"op": "watch", "process": self.link.node.id, "consoles": count}
-        self.link.background(self.link.publish(CTL, message), "watch")
+        link = self.link
+        link.console_seq += 1
+        message = {"op": "watch", "process": link.node.id, "consoles": count}
+        message["cseq"] = link.console_seq
+        pipe = link.client.pipeline(transaction=False)
+        pipe.hset(PROCS, link.node.id, self.proc_entry())
+        pipe.publish(CTL, _dumps(message))
+        link.background(pipe.execute(), "watch")
 
     async def _receive(self) -> None:
         backoff = 0.1
@@ -605,19 +626,13 @@ class RedisFeed:
             backoff = min(backoff * 2, 2.0)
 
     def _on_watch(self, message: dict[str, Any]) -> None:
-        process = str(message.get("process"))
-        if process == self.link.node.id:
-            return
-        self.link.remote_consoles[process] = int(message.get("consoles") or 0)
-        self._rewatch()
+        seq, consoles = int(message.get("cseq") or 0), int(message.get("consoles") or 0)
+        self.link.heard(str(message.get("process")), seq, consoles)
+        self.link.rewatch()
 
     def _on_gone(self, message: dict[str, Any]) -> None:
-        self.link.remote_consoles.pop(str(message.get("process")), None)
-        self._rewatch()
-
-    def _rewatch(self) -> None:
-        watched = any(n > 0 for n in self.link.remote_consoles.values())
-        self.link.hub.set_remote_watched(watched)
+        self.link.remote.pop(str(message.get("process")), None)
+        self.link.rewatch()
 
 
 class RedisDefaults:
@@ -673,7 +688,7 @@ class RedisShared(Shared):
     ) -> None:
         self.link = link
         self.redis_registry = RedisRegistry(link, on_reaped)
-        self.redis_feed = RedisFeed(link)
+        self.redis_feed = RedisFeed(link, self.redis_registry.proc_entry)
         self.redis_defaults = RedisDefaults(link, apply_defaults)
         super().__init__(
             link.node, RedisTokens(link), self.redis_registry, self.redis_feed, self.redis_defaults
@@ -692,7 +707,7 @@ class RedisShared(Shared):
             "shared state: Redis at %s, as %s (%d other processes)",
             display(link.url),
             link.node.label,
-            len(link.remote_consoles),
+            len(link.remote),
         )
 
     async def _beat(self) -> None:
@@ -718,7 +733,7 @@ class RedisShared(Shared):
         return {
             "backend": "redis",
             "redis": "ok" if self.link.ok else "unavailable",
-            "processes": 1 + len(self.link.remote_consoles),
+            "processes": 1 + len(self.link.remote),
         }
 
 
