@@ -198,6 +198,11 @@ async def test_a_worker_killed_mid_call_takes_only_its_own_calls(redis_url: str)
                 1 for s in kept for e in s.received if e["type"] == "input_audio_buffer.append"
             )
             assert received == sum(c.record.frames_sent for c in survivors)
+            # A scrape on the shared port answers for the instance, and names who answered.
+            async with http.get(f"{base}/metrics") as resp:
+                text = await resp.text()
+            assert "relay_workers_lost_total 1.0" in text
+            assert "relay_worker_info{" in text and "process_cpu" not in text
             # The parent started a new worker; it takes calls.
             await until(lambda: _count_alive(r, procs, victim), 20)
             fresh = await place(base, http)

@@ -164,6 +164,8 @@ class RedisLink:
         self.ok = False
         self._error_logged: set[str] = set()
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {}
+        # Run when the control channel is back after an outage (messages were missed).
+        self.resync: list[Callable[[], Awaitable[None]]] = []
         self._closing = False
 
     # --- plumbing ----------------------------------------------------------------------
@@ -248,6 +250,9 @@ class RedisLink:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(CTL, _to(self.node.id))
+                if subscribed.is_set():
+                    for resync in self.resync:
+                        self.background(resync(), "resync")
                 subscribed.set()
                 backoff = 0.1
                 while True:
@@ -645,12 +650,13 @@ class RedisDefaults:
         self.seq = 0
         self._script = link.client.register_script(_DEFAULTS)
         link.on("defaults", self._on_defaults)
+        link.resync.append(self.load)  # a save announced while the channel was down
 
     async def load(self) -> None:
         """At start-up: the defaults the running processes use, if any were saved."""
         raw = await self.link.client.get(DEFAULTS)
         if raw is not None:
-            self._on_defaults(json.loads(raw), force=True)
+            self._on_defaults(json.loads(raw), force=not self.seq)
 
     async def changed(self, session: dict[str, Any], greeting: str) -> None:
         doc = _dumps({"session": session, "greeting": greeting, "from": self.link.node.id})
