@@ -73,7 +73,7 @@ def worker_broke(s: dict[str, Any]) -> str:
 def measure_workers(kind: str, n: int, t: Timing) -> dict[str, Any]:
     """One point of the one-vs-two-workers series, measured again if disturbed."""
     s: dict[str, Any] = {}
-    for attempt in range(2):
+    for attempt in range(3):
         first = s
         s = summarize(run_point(kind, n, t, share=WORKER_SHARE))
         s["broke"], s["gen_limited"] = worker_broke(s), gen_limited(s)

@@ -72,11 +72,12 @@ async def console_endpoint(request: web.Request) -> web.StreamResponse:
     # Events from now on are held until the hello (which may wait for Redis) goes first.
     client = ctx.hub.add_console(f"{client_host}", hold=True)
     metrics.CONSOLE_CLIENTS.inc()
-    ctx.hub.release(client, await _hello(ctx))
-    sender = asyncio.get_running_loop().create_task(_pump_out(ws, client.queue))
+    sender: asyncio.Task[None] | None = None
     limiter = RateLimiter(settings.console_rate_per_s)
     limited = False
     try:
+        ctx.hub.release(client, await _hello(ctx))
+        sender = asyncio.get_running_loop().create_task(_pump_out(ws, client.queue))
         async for message in ws:
             if message.type is WSMsgType.TEXT:
                 data: str | bytes = message.data
@@ -100,7 +101,8 @@ async def console_endpoint(request: web.Request) -> web.StreamResponse:
         if not client.dropped:  # a dropped console was removed (and counted) by the hub
             ctx.hub.remove_console(client)
         metrics.CONSOLE_CLIENTS.dec()
-        sender.cancel()
+        if sender is not None:
+            sender.cancel()
     return ws
 
 

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.redis
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK_VAD = '{"type":"server_vad","silence_duration_ms":300,"create_response":true}'
-CALLS = 8  # more if the kernel handed them all to one worker
+CALLS = 20  # live calls at the kill (more if the kernel handed them all to one worker)
 
 
 @asynccontextmanager
@@ -145,7 +145,7 @@ async def test_a_worker_killed_mid_call_takes_only_its_own_calls(redis_url: str)
                 by_owner = await until(
                     lambda: _all_registered(owners, {c.record.call_sid for c in callers}), 10
                 )
-                if len(set(by_owner.values())) == 2 or len(callers) >= 3 * CALLS:
+                if len(set(by_owner.values())) == 2 or len(callers) >= 2 * CALLS:
                     break
             assert len(set(by_owner.values())) == 2, "every call went to one worker"
             victim = next(p for p in set(by_owner.values()) if p != watcher)
@@ -163,19 +163,7 @@ async def test_a_worker_killed_mid_call_takes_only_its_own_calls(redis_url: str)
             async def all_ended() -> bool:
                 return set(ended()) == doomed
 
-            try:
-                await until(all_ended, 15)
-            except TimeoutError:
-                import collections
-
-                print(
-                    "DBG",
-                    watcher,
-                    victim,
-                    collections.Counter(e["type"] for e in events),
-                    reader.done(),
-                )
-                raise
+            await until(all_ended, 15)
             for summary in ended().values():
                 assert summary["end_reason"] == "error"
                 assert summary["reason"].startswith("relay worker ")
