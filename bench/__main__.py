@@ -33,7 +33,7 @@ FLOOR = "passthrough-aiohttp"
 RATIO_NS = frozenset({50, 100})  # where the relay's CPU is compared with the floor's
 # One worker vs two: each worker gets this share of a core (bench/scale.py, CpuBudget), and
 # a point passes with no frame lost and p99 under WORKER_P99_MS both ways.
-WORKER_NS = [200, 250, 300, 350, 400, 450, 500, 550, 600, 700, 800]
+WORKER_NS = [150, 200, 225, 250, 275, 300, 350, 400, 425, 450, 475, 500, 600, 700, 800]
 QUICK_WORKER_NS = [100, 200]
 WORKER_SHARE = 0.5
 WORKER_P99_MS = 20.0
