@@ -14,7 +14,7 @@ from shared.envparse import SettingsError
 from shared.secret import Secret
 
 from . import logs, server
-from .cluster.redis_state import SharedStateUnavailable
+from .cluster import SharedStateUnavailable
 from .settings import Settings, from_env, load_env
 
 log = logging.getLogger("relay")

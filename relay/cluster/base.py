@@ -46,6 +46,10 @@ class SharedStateError(ConnectionError):
     """The shared state did not answer (Redis away): the request is refused, calls go on."""
 
 
+class SharedStateUnavailable(RuntimeError):
+    """The shared state could not be reached at start-up: the relay does not start."""
+
+
 def worker_index() -> int:
     """This worker's number under a parent (RELAY_WORKER_INDEX), 1 for a lone process."""
     try:

@@ -41,7 +41,7 @@ from redis.exceptions import RedisError
 from shared.console_protocol import CommandError, ConsoleCommand, decode_command
 
 from .. import metrics
-from .base import Node, Shared, SharedStateError
+from .base import Node, Shared, SharedStateError, SharedStateUnavailable
 
 if TYPE_CHECKING:
     from ..hub import Hub
@@ -119,10 +119,6 @@ def dead_summary(info: dict[str, Any], now: float, detail: str) -> dict[str, Any
         "reconnects": 0,
         "handovers": 0,
     }
-
-
-class SharedStateUnavailable(RuntimeError):
-    """Redis could not be reached at start-up."""
 
 
 _P = ParamSpec("_P")
