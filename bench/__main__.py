@@ -1,6 +1,6 @@
 """python -m bench [--quick]: measure the relay, print a table, write JSON, markdown and plots.
 
-    make bench            # full run, ~10 minutes on a 2-core machine
+    make bench            # full run, ~25 minutes on a 2-core machine
     make bench QUICK=1    # about a minute
 
 See bench/README.md for what is measured and how.
