@@ -1,6 +1,6 @@
 """python -m bench [--quick]: measure the relay, print a table, write JSON, markdown and plots.
 
-    make bench            # full run, ~10 minutes on a 2-core machine
+    make bench            # full run, ~25 minutes on a 2-core machine
     make bench QUICK=1    # about a minute
 
 See bench/README.md for what is measured and how.
@@ -20,7 +20,7 @@ from typing import Any
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from . import inproc, report
-from .scale import Timing, run_point, summarize, wait_quiet
+from .scale import WORKER_KINDS, Timing, budgets_available, run_point, summarize, wait_quiet
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -32,6 +32,12 @@ QUICK_NS = [1, 50]
 SERVERS = "relay,relay-sip,passthrough-aiohttp,passthrough"
 FLOOR = "passthrough-aiohttp"
 RATIO_NS = frozenset({50, 100})  # where the relay's CPU is compared with the floor's
+# One worker vs two: each worker gets this share of a core (bench/scale.py, CpuBudget), and
+# a point passes with no frame lost and p99 under WORKER_P99_MS both ways.
+WORKER_NS = [150, 200, 225, 250, 275, 300, 350, 400, 425, 450, 475, 500, 600, 700, 800]
+QUICK_WORKER_NS = [100, 200]
+WORKER_SHARE = 0.5
+WORKER_P99_MS = 20.0
 
 
 def broke(s: dict[str, Any]) -> str:
@@ -53,6 +59,30 @@ def gen_limited(s: dict[str, Any]) -> str:
     if s["pacer_late"]["p99"] > 10:
         return f"generator's 20 ms ticks {s['pacer_late']['p99']:.0f} ms late (p99)"
     return ""
+
+
+def worker_broke(s: dict[str, Any]) -> str:
+    if s["connected"] < s["calls"]:
+        return f"only {s['connected']}/{s['calls']} calls connected"
+    if s["frames_lost"] or s["media_lost"] or s["frames_reordered"] or s["media_reordered"]:
+        return "frames lost or reordered"
+    if max(s["in_lat"]["p99"], s["out_lat"]["p99"]) > WORKER_P99_MS:
+        return f"p99 > {WORKER_P99_MS:.0f} ms"
+    return ""
+
+
+def measure_workers(kind: str, n: int, t: Timing) -> dict[str, Any]:
+    """One point of the one-vs-two-workers series, measured again if disturbed."""
+    s: dict[str, Any] = {}
+    for attempt in range(3):
+        first = s
+        s = summarize(run_point(kind, n, t, share=WORKER_SHARE))
+        s["broke"], s["gen_limited"] = worker_broke(s), gen_limited(s)
+        if attempt:
+            s["retried"] = f"first try disturbed ({100 * first['other_cpu_frac']:.0f}% other load)"
+        if not (s["broke"] or s["gen_limited"]) or s["other_cpu_frac"] <= 0.25:
+            break
+    return s
 
 
 def measure(kind: str, n: int, t: Timing, prof: str | None) -> dict[str, Any]:
@@ -86,13 +116,19 @@ def main() -> int:
         help=f"runs per server at {sorted(RATIO_NS)} calls, median reported (full: 3, quick: 1)",
     )
     ap.add_argument("--profile", action="store_true", help="py-spy the relay at each N")
-    ap.add_argument("--only", help="comma list of: hop,scale,first,barge")
+    ap.add_argument("--only", help="comma list of: hop,scale,workers,first,barge")
+    ap.add_argument("--worker-ns", help="call counts for the one-vs-two-workers series")
     args = ap.parse_args()
     quick = args.quick
     if args.repeat is None:
         args.repeat = 1 if quick else 3
     ns = [int(x) for x in args.ns.split(",")] if args.ns else (QUICK_NS if quick else FULL_NS)
-    only = set(args.only.split(",")) if args.only else {"hop", "scale", "first", "barge"}
+    only = set(args.only.split(",")) if args.only else {"hop", "scale", "workers", "first", "barge"}
+    worker_ns = (
+        [int(x) for x in args.worker_ns.split(",")]
+        if args.worker_ns
+        else (QUICK_WORKER_NS if quick else WORKER_NS)
+    )
     os.makedirs(RESULTS, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
 
@@ -107,8 +143,10 @@ def main() -> int:
         est["hop"] = 3 * (hop_t.measure_s + 6)
     if "scale" in only:
         est["scale"] = sum(3 * (scale_t(n).measure_s + scale_t(n).ramp_s + 8) for n in ns)
+    if "workers" in only:
+        est["workers"] = sum(2 * (scale_t(n).measure_s + scale_t(n).ramp_s + 10) for n in worker_ns)
     if "first" in only:
-        est["first"] = 8 if quick else 20
+        est["first"] = 12 if quick else 30
     if "barge" in only:
         est["barge"] = 12 if quick else 25
     bar = tqdm(
@@ -182,6 +220,44 @@ def main() -> int:
         results["scale"] = scale
         results["scale_stopped"] = stopped
 
+    if "workers" in only:
+        why = budgets_available()
+        if why:
+            results["workers"] = {"skipped": why}
+            step("workers skipped", est["workers"])
+        else:
+            rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in WORKER_KINDS}
+            halted: dict[str, str] = {}
+            for n in worker_ns:
+                for kind in WORKER_KINDS:
+                    cost = scale_t(n).measure_s + scale_t(n).ramp_s + 10
+                    if kind in halted:
+                        step("skipped", cost)
+                        continue
+                    bar.set_postfix_str(f"workers: {n} calls, {kind}")
+                    point = measure_workers(kind, n, scale_t(n))
+                    rows[kind].append(point)
+                    if point["broke"] or point["gen_limited"]:
+                        halted[kind] = point["broke"] or point["gen_limited"]
+                    step(f"{n} calls {kind}", cost)
+                if all(kind in halted for kind in WORKER_KINDS):
+                    break
+            capacity = {
+                kind: max(
+                    (p["calls"] for p in rows[kind] if not p["broke"] and not p["gen_limited"]),
+                    default=0,
+                )
+                for kind in WORKER_KINDS
+            }
+            results["workers"] = {
+                "share": WORKER_SHARE,
+                "p99_ms": WORKER_P99_MS,
+                "rows": rows,
+                "capacity": capacity,
+                "stopped": halted,
+                "measured_up_to": worker_ns[-1],
+            }
+
     if "first" in only:
         bar.set_postfix_str("first answer")
         wait_quiet(30)
@@ -201,7 +277,13 @@ def main() -> int:
     md = report.markdown(results, os.path.basename(path))
     # Only a full run replaces the committed summary and plots; a quick or partial one
     # (--quick, --only, --ns) writes to results/partial/, so it cannot clobber them.
-    complete = not args.only and not args.ns and not quick and args.servers == SERVERS
+    complete = (
+        not args.only
+        and not args.ns
+        and not args.worker_ns
+        and not quick
+        and args.servers == SERVERS
+    )
     out_dir = RESULTS if complete else os.path.join(RESULTS, "partial")
     os.makedirs(out_dir, exist_ok=True)
     pngs = report.plots(results, out_dir) if "scale" in only else []

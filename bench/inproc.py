@@ -35,7 +35,9 @@ CONFIGURE_DELAY_S = 0.15
 RING_S = 1.0  # /twiml webhook -> Twilio opens the media stream
 
 
-async def _first_answer_once(relay: Any, index: int) -> dict[str, float]:
+async def _first_answer_once(relay: Any, index: int, hook: Any = None) -> dict[str, float]:
+    """`hook`: the relay process the webhook reaches (default: the same as the stream's)."""
+    hook = hook or relay
     loop = asyncio.get_running_loop()
     sim = relay.sim
     marks: dict[str, float] = {}
@@ -54,7 +56,7 @@ async def _first_answer_once(relay: Any, index: int) -> dict[str, float]:
     watchers = [asyncio.ensure_future(watch()), asyncio.ensure_future(first_append())]
     call_sid = f"CA{index:032x}"
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{relay.base_url}/twiml", data={"CallSid": call_sid}) as r:
+        async with http.post(f"{hook.base_url}/twiml", data={"CallSid": call_sid}) as r:
             stream_url, params = parse_twiml(await r.text())
         await asyncio.sleep(RING_S)
         caller = SimCaller(
@@ -90,14 +92,36 @@ async def first_answer(runs: int) -> dict[str, Any]:
         async with running_relay(env, script) as relay:
             for i in range(runs):
                 samples.append(await _first_answer_once(relay, i))
-        key = "prewarm" if prewarm else "cold"
-        out[key] = {
-            "runs": runs,
-            "ready_ms_median": statistics.median(s["ready_ms"] for s in samples),
-            "ready_ms_max": max(s["ready_ms"] for s in samples),
-            "samples": samples,
-        }
+        out["prewarm" if prewarm else "cold"] = _ready(runs, samples)
+    out["prewarm_miss"] = await _first_answer_miss(runs, script)
     return out
+
+
+def _ready(runs: int, samples: list[dict[str, float]]) -> dict[str, Any]:
+    return {
+        "runs": runs,
+        "ready_ms_median": statistics.median(s["ready_ms"] for s in samples),
+        "ready_ms_max": max(s["ready_ms"] for s in samples),
+        "samples": samples,
+    }
+
+
+async def _first_answer_miss(runs: int, script: ModelScript) -> dict[str, Any]:
+    """Pre-warm on, two relay processes sharing a Redis: the webhook reaches one and the
+    stream the other, which has no pre-warmed session and opens one at once."""
+    from relay.cluster.testing import RedisServer
+
+    redis = RedisServer.start()
+    env = {"OPENAI_TURN_DETECTION_JSON": QUICK_VAD, "RELAY_PREWARM": "true"}
+    env["REDIS_URL"] = redis.url
+    samples = []
+    try:
+        async with running_relay(env, script) as hook, running_relay(env, script) as stream:
+            for i in range(runs):
+                samples.append(await _first_answer_once(stream, i, hook))
+    finally:
+        redis.stop()
+    return _ready(runs, samples)
 
 
 BARGE_IN: list[Step] = [*barge_in_steps(), Hangup()]

@@ -425,6 +425,10 @@ async def place(
     return caller
 
 
+def _sum(measure: Any, pids: list[int]) -> Any:
+    return sum(measure(p) for p in pids)
+
+
 class Pacer:
     """20 ms ticks on absolute deadlines; calls spread over 20 phases 1 ms apart."""
 
@@ -469,8 +473,10 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
     n = int(cfg["calls"])
     base = cfg["base_url"]
     pid = int(cfg["server_pid"])
+    # Several processes make the server (workers, their parent, Redis): CPU and memory of all.
+    pids = [int(p) for p in cfg.get("server_pids") or [pid]]
     me = os.getpid()
-    rss0 = rss_bytes(pid)
+    rss0 = _sum(rss_bytes, pids)
     pacer = Pacer(int(cfg.get("phases", 20)))
     callers: list[Caller] = []
     conn = aiohttp.TCPConnector(limit=64)
@@ -490,16 +496,17 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(float(cfg["warm_s"]))
     # --- measurement window ---
     live_at_start = sum(1 for c in callers if c.transport is not None)
-    srv0, gen0, w0 = cpu_seconds(pid), cpu_seconds(me), loop.time()
+    srv0, gen0, w0 = _sum(cpu_seconds, pids), cpu_seconds(me), loop.time()
     busy0 = machine_busy_seconds()
     us0, cs0 = user_system_seconds(pid), context_switches(pid)
     STATS.recording = True
     await asyncio.sleep(float(cfg["measure_s"]))
     STATS.recording = False
-    srv1, gen1, w1 = cpu_seconds(pid), cpu_seconds(me), loop.time()
+    srv1, gen1, w1 = _sum(cpu_seconds, pids), cpu_seconds(me), loop.time()
     busy1 = machine_busy_seconds()
     us1, cs1 = user_system_seconds(pid), context_switches(pid)
-    rss1 = rss_bytes(pid)
+    rss1 = _sum(rss_bytes, pids)
+    per_process = [cpu_seconds(p) for p in pids]
     live_at_end = sum(1 for c in callers if c.transport is not None)
     # --- drain: stop sending, let in-flight frames land, then count ---
     ModelSession.stopping = True
@@ -528,6 +535,7 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
         "server_ctx_switches": cs1 - cs0,
         # everything else the machine ran meanwhile (other processes), in core-seconds
         "other_cpu_s": max(0.0, (busy1 - busy0) - (srv1 - srv0) - (gen1 - gen0)),
+        "server_pids_cpu_s": per_process,  # cumulative, per process (since it started)
         "server_rss0": rss0,
         "server_rss": rss1,
         "in_lat": list(STATS.in_lat),

@@ -141,6 +141,21 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
         heads.append(
             f"- First answer (start -> model ready): {_f(fa['cold']['ready_ms_median'], 0)} ms "
             f"cold, {_f(fa['prewarm']['ready_ms_median'], 0)} ms pre-warmed"
+            + (
+                f", {_f(fa['prewarm_miss']['ready_ms_median'], 0)} ms on a pre-warm miss "
+                "(the stream reached another process)"
+                if "prewarm_miss" in fa
+                else ""
+            )
+        )
+    wk = res.get("workers")
+    if wk and "capacity" in wk:
+        one, two = wk["capacity"]["relay-1w"], wk["capacity"]["relay-2w"]
+        ratio = two / one if one else float("nan")
+        heads.append(
+            f"- Two workers vs one (each worker {wk['share']:.2f} of a core): {two} vs {one} "
+            f"calls with p99 under {wk['p99_ms']:.0f} ms, {_f(ratio)}x (target >= 1.8x: "
+            f"{_ok(ratio >= 1.8)})"
         )
     if heads:
         out += ["## Headline", "", *heads, ""]
@@ -208,6 +223,9 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
         out.append("![CPU and memory vs N](cpu_mem_vs_n.png)")
         out.append("")
 
+    if wk:
+        out += _workers_section(wk)
+
     if fa:
         out += [
             "## 3. First answer: Twilio `start` -> model ready for audio (ms)",
@@ -221,10 +239,17 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
             "| mode | runs | median | max |",
             "|---|---|---|---|",
         ]
-        for k in ("cold", "prewarm"):
+        names = {
+            "cold": "cold",
+            "prewarm": "prewarm",
+            "prewarm_miss": "prewarm miss (webhook and stream on two processes, Redis)",
+        }
+        for k, name in names.items():
+            if k not in fa:
+                continue
             v = fa[k]
             out.append(
-                f"| {k} | {v['runs']} | {_f(v['ready_ms_median'], 1)} | "
+                f"| {name} | {v['runs']} | {_f(v['ready_ms_median'], 1)} | "
                 f"{_f(v['ready_ms_max'], 1)} |"
             )
         out.append("")
@@ -253,6 +278,44 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
         )
         out.append("")
     return "\n".join(out)
+
+
+def _workers_section(wk: dict[str, Any]) -> list[str]:
+    out = ["## 2b. One worker vs two (RELAY_WORKERS=2 with Redis)", ""]
+    if "skipped" in wk:
+        return [*out, f"Skipped: {wk['skipped']}.", ""]
+    out += [
+        f"Each worker process gets {wk['share']:.2f} of a core (a CPU cgroup quota, 10 ms "
+        "period), all on core 0; the generator has core 1. So two workers get twice the CPU "
+        "of one, as two cores would give them, while the generator keeps a core of its own "
+        "(this machine has two). `relay-1w`: the default relay, one process, no Redis. "
+        "`relay-2w`: `RELAY_WORKERS=2` and a Redis (its CPU counted with the server's). A "
+        f"point passes with no frame lost and p99 under {wk['p99_ms']:.0f} ms both ways; "
+        "each series stops at its first failure.",
+        "",
+        "| N | server | in p50 | in p99 | out p50 | out p99 | lost | CPU ms/call-s | "
+        "of budget | gen core | other load | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = [(p["calls"], kind, p) for kind in wk["rows"] for p in wk["rows"][kind]]
+    for n, kind, p in sorted(rows, key=lambda r: (r[0], r[1])):
+        note = p.get("broke") or p.get("gen_limited") or ""
+        used = p["server_cpu_frac"] / p["cpu_budget"] if p.get("cpu_budget") else 0.0
+        out.append(
+            f"| {n} | {kind} | {_f(p['in_lat']['p50'])} | {_f(p['in_lat']['p99'], 1)} | "
+            f"{_f(p['out_lat']['p50'])} | {_f(p['out_lat']['p99'], 1)} | "
+            f"{p['frames_lost'] + p['media_lost']} | {_f(p['server_cpu_ms_per_call_s'])} | "
+            f"{100 * used:.0f}% | {100 * p['gen_cpu_frac']:.0f}% | "
+            f"{100 * p.get('other_cpu_frac', 0):.0f}% | {note} |"
+        )
+    cap = wk["capacity"]
+    out += [
+        "",
+        f"Calls carried: one worker {cap['relay-1w']}, two workers {cap['relay-2w']} "
+        f"(measured up to {wk['measured_up_to']}).",
+        "",
+    ]
+    return out
 
 
 def plots(res: dict[str, Any], folder: str) -> list[str]:

@@ -1,5 +1,10 @@
 """One load point: a server (the relay or the pass-through) pinned to one core, the
-generator (lean callers + lean model) pinned to the other, N calls, numbers back."""
+generator (lean callers + lean model) pinned to the other, N calls, numbers back.
+
+`relay-1w` and `relay-2w` compare one relay process with two workers (RELAY_WORKERS=2 and
+a Redis): the generator needs a core of its own on this 2-core machine, so each worker
+gets an equal CPU budget instead of a core (a cgroup quota, `CpuBudget`), all on core 0.
+Two workers thus get twice the CPU of one, as two cores would give them."""
 
 from __future__ import annotations
 
@@ -17,6 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .procstat import machine_busy_seconds
+
+CFS_PERIOD_US = 10_000  # a short period: a throttled worker waits at most ~7.5 ms
+WORKER_KINDS = ("relay-1w", "relay-2w")
 
 SERVER_CORE = "0"
 GEN_CORE = "1"
@@ -59,6 +67,67 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> 
     raise RuntimeError(f"server at {url} did not come up")
 
 
+class CpuBudget:
+    """A cgroup (v1 cpu controller, or v2) that caps its processes at `share` of a core."""
+
+    def __init__(self, name: str, share: float) -> None:
+        quota = max(1000, int(share * CFS_PERIOD_US))
+        v1 = "/sys/fs/cgroup/cpu"
+        if os.path.isdir(v1) and os.path.exists(f"{v1}/cpu.cfs_quota_us"):
+            self.path = f"{v1}/{name}"
+            os.makedirs(self.path, exist_ok=True)
+            self._write("cpu.cfs_period_us", str(CFS_PERIOD_US))
+            self._write("cpu.cfs_quota_us", str(quota))
+        else:  # cgroup v2: the cpu controller must be enabled for children of the root
+            self.path = f"/sys/fs/cgroup/{name}"
+            os.makedirs(self.path, exist_ok=True)
+            self._write("cpu.max", f"{quota} {CFS_PERIOD_US}")
+
+    def _write(self, name: str, value: str) -> None:
+        with open(f"{self.path}/{name}", "w") as f:
+            f.write(value)
+
+    def add(self, pid: int) -> None:
+        self._write("cgroup.procs", str(pid))
+
+    def remove(self) -> None:
+        for _ in range(50):  # once its processes are gone
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def budgets_available() -> str:
+    """ "" if CPU budgets can be set here, else why not."""
+    try:
+        budget = CpuBudget(f"relay-bench-probe-{os.getpid()}", 0.5)
+        budget.remove()
+    except OSError as exc:
+        return f"cannot create a CPU cgroup ({exc}); run as root with the cpu controller"
+    return ""
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+            found += [int(x) for x in f.read().split()]
+    return found
+
+
+def _wait_workers(url: str, n: int, timeout: float = 20.0) -> None:
+    """Until /health was answered by `n` distinct workers."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only workers {sorted(seen)} answered")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
+            seen.add(json.loads(r.read())["worker"]["worker"])
+
+
 def server_cmd(
     kind: str, port: int, model_url: str, extra: dict[str, str] | None = None
 ) -> tuple[list[str], dict[str, str]]:
@@ -67,7 +136,7 @@ def server_cmd(
     # Run from a scratch directory (no stray .env), importing the relay from this checkout, or
     # from BENCH_RELAY_ROOT (e.g. a `git worktree` of an older commit, for before/after runs).
     env["PYTHONPATH"] = os.environ.get("BENCH_RELAY_ROOT", ROOT)
-    if kind in ("relay", "relay-sip"):
+    if kind in ("relay", "relay-sip", *WORKER_KINDS):
         env.update(extra or {})
         env.update(
             {
@@ -83,6 +152,8 @@ def server_cmd(
                 "RELAY_DRAIN_SECONDS": "3",
             }
         )
+        if kind == "relay-2w":
+            env["RELAY_WORKERS"] = "2"
         return [sys.executable, "-m", "relay"], env
     module = "bench.passthrough_aiohttp" if kind == "passthrough-aiohttp" else "bench.passthrough"
     return [sys.executable, "-m", module, str(port), model_url], env
@@ -109,8 +180,10 @@ def run_point(
     profile: str | None = None,
     script: dict[str, Any] | None = None,
     quiet: bool = True,
+    share: float = 0.25,
 ) -> dict[str, Any]:
-    """Run `calls` concurrent calls through `kind` ("relay" or "passthrough")."""
+    """Run `calls` concurrent calls through `kind` ("relay" or "passthrough"); the worker
+    kinds get `share` of a core per worker."""
     busy_before = wait_quiet() if quiet else None
     generator = "bench.sip_load" if kind == "relay-sip" else "bench.loadgen"
     gen = subprocess.Popen(
@@ -123,6 +196,8 @@ def run_point(
     server: subprocess.Popen[bytes] | None = None
     spy: subprocess.Popen[bytes] | None = None
     errlog = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in the finally below
+    redis: Any = None
+    budgets: list[CpuBudget] = []
     try:
         assert gen.stdout is not None and gen.stdin is not None
         first = gen.stdout.readline()
@@ -138,6 +213,14 @@ def run_point(
             }
         port = free_port()
         cmd, env = server_cmd(kind, port, model_url, extra)
+        pids: list[int] = []
+        if kind == "relay-2w":
+            from relay.cluster.testing import RedisServer
+
+            redis = RedisServer.start()
+            env["REDIS_URL"] = redis.url
+            subprocess.run(["taskset", "-pc", SERVER_CORE, str(redis.proc.pid)], check=False,
+                           capture_output=True)  # fmt: skip
         server = subprocess.Popen(
             [*_taskset(SERVER_CORE), *cmd],
             env=env,
@@ -146,9 +229,22 @@ def run_point(
             stderr=errlog,
         )
         _wait_up(f"http://127.0.0.1:{port}/health", server)
+        pids = [server.pid]
+        if kind in WORKER_KINDS:
+            workers = 2 if kind == "relay-2w" else 1
+            if workers > 1:
+                _wait_workers(f"http://127.0.0.1:{port}/health", workers)
+                pids += children(server.pid)
+            for i, pid in enumerate(pids[-workers:]):
+                budget = CpuBudget(f"relay-bench-{os.getpid()}-{i}", share)
+                budget.add(pid)
+                budgets.append(budget)
+            if redis is not None:
+                pids.append(redis.proc.pid)
         cfg = {
             "base_url": f"http://127.0.0.1:{port}",
             "server_pid": server.pid,
+            "server_pids": pids,
             "calls": calls,
             "auth_token": AUTH_TOKEN,
             "ramp_s": timing.ramp_s,
@@ -182,6 +278,8 @@ def run_point(
             raise RuntimeError("load generator died: " + gen.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
         result["kind"] = kind
         result["busy_before"] = busy_before
+        if kind in WORKER_KINDS:
+            result["cpu_budget"] = share * len(budgets)  # cores' worth the workers may use
         errlog.seek(0)
         tail = errlog.read().decode(errors="replace").strip().splitlines()
         result["server_log_tail"] = tail[-10:]
@@ -197,6 +295,10 @@ def run_point(
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+        for budget in budgets:
+            budget.remove()
+        if redis is not None:
+            redis.stop()
         if gen.poll() is None:
             try:
                 gen.wait(timeout=10)

@@ -18,6 +18,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from shared import __version__
 
 from . import history_api, metrics
+from .cluster import SharedStateError
 from .console_socket import close_consoles, console_endpoint
 from .context import RelayContext
 from .keys import CONSOLES, RELAY
@@ -72,7 +73,14 @@ async def twiml(request: web.Request) -> web.Response:
     call_sid = params.get("CallSid", "")
     if not call_sid:
         return web.Response(status=400, text="missing CallSid (this URL is for Twilio)")
-    if ctx.draining or len(ctx.hub.calls) >= settings.max_calls:
+    try:
+        full = ctx.draining or not await ctx.shared.registry.has_room(settings.max_calls)
+        token = "" if full else await ctx.tokens.issue(call_sid)
+    except SharedStateError as exc:
+        log.error("/twiml: call %s refused: the shared state is unavailable (%s)", call_sid, exc)
+        metrics.call_rejected("unavailable")
+        return _xml(say_and_hangup_twiml(settings.apology))
+    if full:
         metrics.call_rejected("busy")
         return _xml(say_and_hangup_twiml(settings.busy_message))
     profile = await ctx.profile_for(params.get("To", ""))
@@ -82,7 +90,7 @@ async def twiml(request: web.Request) -> web.Response:
         ctx.prewarm.start(call_sid, str(session.get("model", settings.model)), session)
     r = VoiceResponse()
     stream = r.connect().stream(url=public_ws_url(public, "/call"))
-    stream.parameter(name="stream_token", value=ctx.tokens.issue(call_sid))
+    stream.parameter(name="stream_token", value=token)
     stream.parameter(name="from", value=params.get("From", ""))
     stream.parameter(name="to", value=params.get("To", ""))
     stream.parameter(name="direction", value=_direction(params.get("Direction", "")))
@@ -106,6 +114,8 @@ async def health(request: web.Request) -> web.Response:
             "status": "draining" if ctx.draining else "ok",
             "version": __version__,
             "pid": os.getpid(),
+            "worker": ctx.node.describe(),  # which process answered (several share a port)
+            "shared": ctx.shared.status(),
             "calls": len(ctx.hub.calls),
             "simulator": ctx.settings.simulator,
             "draining": ctx.draining,
@@ -127,7 +137,11 @@ async def calls(request: web.Request) -> web.Response:
     refusal = console_refusal(request, ctx.settings.console_token, "calls")
     if refusal is not None:
         return refusal
-    return web.json_response([r.bridge.info() for r in ctx.hub.calls.values()])
+    try:
+        live = await ctx.shared.registry.live()  # every process's, with shared state
+    except SharedStateError:
+        live = [r.bridge.info() for r in ctx.hub.calls.values()]
+    return web.json_response(live)
 
 
 _RECORDING_SID = re.compile(r"^RE[0-9a-f]{32}\Z")
@@ -174,7 +188,8 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     if refusal is not None:
         return refusal
     body, content_type = metrics.render()
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    worker = str(request.app[RELAY].node.worker)
+    return web.Response(body=body, headers={"Content-Type": content_type, "X-Relay-Worker": worker})
 
 
 def build_context(
@@ -242,11 +257,19 @@ def create_app(settings: Settings) -> web.Application:
             # seconds, then calls run on the env defaults and records queue until it answers.
             await store.start(timeout=STORE_STARTUP_S)
             await _apply_saved_defaults(ctx, store)
+            if settings.shared:
+                ctx.use_redis(settings.redis_url.get())
+            node = ctx.node
+            metrics.set_worker(node.worker, node.pid, node.instance)
+            # Redis away at start-up stops it (SharedStateUnavailable): a relay of several
+            # processes cannot work without it. Its defaults, if any, are the newest.
+            await ctx.shared.start()
             ticker = asyncio.get_running_loop().create_task(tick_calls(ctx.hub.calls))
             try:
                 yield
             finally:
                 ticker.cancel()
+                await ctx.shared.close()  # after the drain: the calls' ends are written
                 await store.close()  # after the drain: every call's record is submitted
                 await ctx.prewarm.close()
                 if ctx.twilio is not None:

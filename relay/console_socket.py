@@ -22,6 +22,7 @@ from shared.console_protocol import (
 from shared.session import SessionConfigError
 
 from . import metrics
+from .cluster import SharedStateError
 from .keys import CONSOLES, RELAY
 from .security import bearer, console_allowed
 
@@ -68,26 +69,15 @@ async def console_endpoint(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(compress=False, max_msg_size=4 * MAX_COMMAND_BYTES)
     await ws.prepare(request)
     request.app[CONSOLES].add(ws)
-    client = ctx.hub.add_console(f"{client_host}")
+    # Events from now on are held until the hello (which may wait for Redis) goes first.
+    client = ctx.hub.add_console(f"{client_host}", hold=True)
     metrics.CONSOLE_CLIENTS.inc()
-    ctx.hub.send_to(
-        client,
-        {
-            "type": "relay.hello",
-            "version": __version__,
-            "simulator": settings.simulator,
-            "calls": [r.bridge.info() for r in ctx.hub.calls.values()],
-            "ended": ctx.hub.ended[-20:],
-            "default_session": ctx.default_session,
-            "greeting": ctx.greeting,
-            "tools": ctx.tools.schemas(),
-            "model": ctx.model_status,
-        },
-    )
-    sender = asyncio.get_running_loop().create_task(_pump_out(ws, client.queue))
+    sender: asyncio.Task[None] | None = None
     limiter = RateLimiter(settings.console_rate_per_s)
     limited = False
     try:
+        ctx.hub.release(client, await _hello(ctx))
+        sender = asyncio.get_running_loop().create_task(_pump_out(ws, client.queue))
         async for message in ws:
             if message.type is WSMsgType.TEXT:
                 data: str | bytes = message.data
@@ -111,8 +101,29 @@ async def console_endpoint(request: web.Request) -> web.StreamResponse:
         if not client.dropped:  # a dropped console was removed (and counted) by the hub
             ctx.hub.remove_console(client)
         metrics.CONSOLE_CLIENTS.dec()
-        sender.cancel()
+        if sender is not None:
+            sender.cancel()
     return ws
+
+
+async def _hello(ctx: RelayContext) -> dict[str, Any]:
+    registry = ctx.shared.registry
+    try:
+        calls, ended = await registry.live(), await registry.recent(20)
+    except SharedStateError as exc:  # Redis away: what this process knows
+        log.warning("console hello without the other processes' calls: %s", exc)
+        calls, ended = [r.bridge.info() for r in ctx.hub.calls.values()], ctx.hub.ended[-20:]
+    return {
+        "type": "relay.hello",
+        "version": __version__,
+        "simulator": ctx.settings.simulator,
+        "calls": calls,
+        "ended": ended,
+        "default_session": ctx.default_session,
+        "greeting": ctx.greeting,
+        "tools": ctx.tools.schemas(),
+        "model": ctx.model_status,
+    }
 
 
 async def close_consoles(app: web.Application) -> None:
@@ -174,15 +185,28 @@ async def _dispatch(ctx: RelayContext, cmd: ConsoleCommand) -> dict[str, Any]:
         session = ctx.set_default_session(cmd.session)
         if isinstance(cmd.greeting, str):
             ctx.greeting = cmd.greeting.strip()[:2000]
+        greeting = ctx.greeting  # before the awaits: another process's save may land meanwhile
         warning = await ctx.save_defaults()
-        ctx.hub.publish({"type": "session.default", "session": session, "greeting": ctx.greeting})
+        await ctx.shared.defaults.changed(session, greeting)  # the other processes too
+        # Each process tells its own consoles, so what they see matches their hello (and,
+        # if another process saved newer defaults meanwhile, those are what it now uses).
+        ctx.hub.publish_local(
+            {"type": "session.default", "session": ctx.default_session, "greeting": ctx.greeting}
+        )
         if cmd.scope == "default":
             return {"warning": warning} if warning else {}
     call_sid: str | None = getattr(cmd, "call_sid", None)
     if not call_sid:
         raise ValueError("call_sid is required for this command")
+    extra = {"warning": warning} if warning else {}
     runner = ctx.hub.calls.get(call_sid)
-    if runner is None:
+    if runner is not None:
+        await runner.on_console(cmd)
+        return {"call_sid": call_sid, **extra}
+    try:  # a call on another process: it runs the command and answers
+        result = await ctx.shared.registry.forward(call_sid, cmd)
+    except SharedStateError as exc:
+        raise ValueError(f"call {call_sid} is not on this relay process, and {exc}") from None
+    if result is None:
         raise ValueError(f"no live call {call_sid}")
-    await runner.on_console(cmd)
-    return {"call_sid": call_sid, **({"warning": warning} if warning else {})}
+    return {**result, "call_sid": call_sid, **extra}

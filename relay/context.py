@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -12,13 +13,15 @@ import aiohttp
 
 from shared import session as sess
 
+from .actions import EndReason
 from .call import CallConfig
+from .cluster import Node, Shared, TokenStore, default_instance, local_state, worker_index
 from .hub import Hub
 from .model_link import ModelConnectError, ModelConnector, PrewarmPool
 from .openai_calls import RealtimeCalls
-from .security import SignatureChecker, StreamTokens
+from .security import SignatureChecker
 from .settings import Settings
-from .store import Profile, SavedDefaults, Store
+from .store import CallRecord, Profile, SavedDefaults, Store
 from .tools.registry import ToolRegistry
 from .twilio_rest import TwilioRest
 
@@ -57,7 +60,8 @@ class RelayContext:
     twilio: TwilioRest | None
     realtime_calls: RealtimeCalls  # SIP calls' REST: accept, reject, hang up, refer
     hub: Hub = field(default_factory=Hub)
-    tokens: StreamTokens = field(default_factory=StreamTokens)
+    # Tokens, live calls, the feed and defaults: in memory, or shared (relay/cluster).
+    shared: Shared = field(init=False)
     signatures: SignatureChecker = field(init=False)
     default_session: dict[str, Any] = field(default_factory=dict)
     greeting: str = ""  # RELAY_GREETING, changeable from the console for new calls
@@ -77,6 +81,9 @@ class RelayContext:
     _ringing: OrderedDict[str, tuple[Profile | None, float]] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
+        settings = self.settings
+        node = Node(settings.instance_id or default_instance(settings.port), worker_index())
+        self.shared = local_state(self.hub, node)
         self.signatures = SignatureChecker(self.settings.twilio_auth_token)
         self.greeting = self.greeting or self.settings.greeting
         if not self.default_session:
@@ -87,6 +94,63 @@ class RelayContext:
             tools += [t for t in self.tools.schemas() if t["name"] not in names]
             session["tools"] = tools
             self.default_session = session
+
+    @property
+    def tokens(self) -> TokenStore:
+        return self.shared.tokens
+
+    @property
+    def node(self) -> Node:
+        return self.shared.node
+
+    def use_redis(self, url: str) -> None:
+        """Share state through Redis (before start-up); the feed goes through it too."""
+        from .cluster.redis_state import redis_state
+
+        self.shared = redis_state(
+            url, self.shared.node, self.hub, self.apply_shared_defaults, self.calls_lost
+        )
+        self.hub.forward = self.shared.feed.publish
+        self.hub.on_consoles = self.shared.feed.consoles_changed
+
+    def apply_shared_defaults(self, session: dict[str, Any], greeting: str, tell: bool) -> None:
+        """Defaults another process saved: new calls here use them too (`tell`: and this
+        process's consoles hear of it)."""
+        self.default_session = session
+        self.greeting = greeting
+        if tell:
+            log.info("applied the defaults another relay process saved")
+            self.hub.publish_local(
+                {"type": "session.default", "session": session, "greeting": greeting}
+            )
+
+    def calls_lost(self, entries: list[dict[str, Any]], detail: str) -> None:
+        """Calls of a process that died, ended here: counted and kept in the history."""
+        from . import metrics
+
+        now = time.time()
+        for entry in entries:
+            metrics.calls_ended.labels(EndReason.ERROR.value).inc()
+            if self.store is None:
+                continue
+            started = float(entry.get("started_at") or now)
+            direction = entry.get("direction")
+            self.store.submit(
+                CallRecord(
+                    call_sid=entry["call_sid"],
+                    started_at=started,
+                    stream_sid=str(entry.get("stream_sid") or ""),
+                    direction="outbound" if direction == "outbound" else "inbound",
+                    from_=str(entry.get("from") or ""),
+                    to=str(entry.get("to") or ""),
+                    answered_at=started,
+                    ended_at=now,
+                    end_reason=EndReason.ERROR,
+                    end_reason_text=detail,
+                    model=str(entry.get("model") or ""),
+                    profile=entry.get("profile"),
+                )
+            )
 
     def model_ok(self) -> None:
         self._set_model_status("ok", "")

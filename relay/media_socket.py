@@ -21,6 +21,7 @@ from shared import twilio as tw
 from . import browser_call, logs, metrics
 from .actions import EndReason
 from .call import CallBridge
+from .cluster import SharedStateError
 from .keys import RELAY
 from .runner import CallRunner
 from .security import console_refusal, public_ws_url
@@ -202,16 +203,25 @@ class MediaStream:
             log.warning("refused a browser call: %s", browser)
             await self.close(1008, browser)
             return None
-        if browser is None and not ctx.tokens.redeem(params.get("stream_token", ""), info.callSid):
-            log.warning("call %s: refused stream without a valid stream token", info.callSid)
-            metrics.call_rejected("bad_token")
-            await self.close(1008, "invalid stream token")
+        try:
+            token = params.get("stream_token", "")
+            if browser is None and not await ctx.tokens.redeem(token, info.callSid):
+                log.warning("call %s: refused stream without a valid stream token", info.callSid)
+                metrics.call_rejected("bad_token")
+                await self.close(1008, "invalid stream token")
+                return None
+            verdict = "busy" if ctx.draining else ""
+            verdict = verdict or await ctx.shared.registry.admit(info.callSid, settings.max_calls)
+        except SharedStateError as exc:
+            log.error("call %s: refused: the shared state is unavailable (%s)", info.callSid, exc)
+            metrics.call_rejected("unavailable")
+            await self.close(1011, "relay state unavailable")
             return None
-        if ctx.draining or len(ctx.hub.calls) >= settings.max_calls:
+        if verdict == "busy":
             metrics.call_rejected("busy")
             await self.close(1013, "relay is busy")
             return None
-        if info.callSid in ctx.hub.calls:
+        if verdict:
             await self.close(1008, "call already streaming")
             return None
         rang = ctx.answered(info.callSid)

@@ -11,7 +11,7 @@ Names as scraped (counters gain `_total`, histograms `_bucket`/`_sum`/`_count`):
 
     relay_live_calls                      gauge
     relay_calls_ended_total{reason}       counter (relay.actions.EndReason)
-    relay_calls_refused_total{reason}     counter (busy, forged, bad_token)
+    relay_calls_refused_total{reason}     counter (busy, forged, bad_token, unavailable)
     relay_prewarm_total{outcome}          counter
     relay_model_reconnects_total          counter
     relay_barge_ins_total                 counter
@@ -20,11 +20,22 @@ Names as scraped (counters gain `_total`, histograms `_bucket`/`_sum`/`_count`):
     relay_hop_latency_seconds{direction}  histogram (direction = inbound | outbound)
     relay_console_clients                 gauge
     relay_consoles_dropped_total          counter
+    relay_worker_info{worker,pid,instance} the process that answered this scrape (value 1)
+    relay_redis_errors_total{op}          counter (shared state: Redis did not answer)
+    relay_feed_dropped_total              counter (console events not sent to other processes)
+    relay_workers_lost_total              counter (dead processes whose calls were ended here)
     process_*                             the relay process (CPU, memory, open fds)
+
+Several workers (RELAY_WORKERS > 1) share one port, so a scrape reaches any of them: the
+parent then sets PROMETHEUS_MULTIPROC_DIR and every scrape answers with the sum over the
+instance's workers (prometheus_client's multiprocess mode; gauges sum the live workers),
+without process_* (they would describe only the worker that answered).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from typing import Final
 
 from prometheus_client import (
@@ -37,11 +48,16 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from .actions import EndReason
 
 # No `*_created` series: they double the scrape for nothing an operator reads.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# Set (by the workers' parent) before this module is imported: values live in files there.
+MULTIPROC: Final = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
@@ -55,14 +71,16 @@ HOP_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
 # the console can change; a label per arbitrary name would grow without bound).
 MAX_TOOL_NAMES: Final = 64
 
-live_calls = Gauge("relay_live_calls", "Calls in progress.", registry=REGISTRY)
+live_calls = Gauge(
+    "relay_live_calls", "Calls in progress.", registry=REGISTRY, multiprocess_mode="livesum"
+)
 calls_ended = Counter(
     "relay_calls_ended", "Calls ended, by end reason.", ["reason"], registry=REGISTRY
 )
 calls_refused = Counter(
     "relay_calls_refused",
     "Calls refused before they started: busy (full or draining), forged (bad Twilio "
-    "signature), bad_token (no valid stream token).",
+    "signature), bad_token (no valid stream token), unavailable (shared state away).",
     ["reason"],
     registry=REGISTRY,
 )
@@ -100,9 +118,30 @@ prewarms = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
-console_clients = Gauge("relay_console_clients", "Consoles connected to /logs.", registry=REGISTRY)
+console_clients = Gauge(
+    "relay_console_clients",
+    "Consoles connected to /logs.",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
 consoles_dropped = Counter(
     "relay_consoles_dropped", "Consoles dropped for falling behind.", registry=REGISTRY
+)
+redis_errors = Counter(
+    "relay_redis_errors",
+    "Shared-state operations Redis did not answer, by operation.",
+    ["op"],
+    registry=REGISTRY,
+)
+feed_dropped = Counter(
+    "relay_feed_dropped",
+    "Console events not sent to the other processes (Redis away or backed up).",
+    registry=REGISTRY,
+)
+workers_lost = Counter(
+    "relay_workers_lost",
+    "Relay processes found dead (no heartbeat) and cleaned up here: their calls ended.",
+    registry=REGISTRY,
 )
 
 # Pre-bound children for the hot path and the frequent events.
@@ -114,11 +153,13 @@ HOP_INBOUND: Final = hop_latency.labels("inbound")
 HOP_OUTBOUND: Final = hop_latency.labels("outbound")
 CONSOLE_CLIENTS: Final = console_clients
 CONSOLES_DROPPED: Final = consoles_dropped
+FEED_DROPPED: Final = feed_dropped
+WORKERS_LOST: Final = workers_lost
 
 # Outcomes the relay reports today, shown at 0 from the start so rate() works from the first
 # scrape; any other short word is counted too.
 END_REASONS: Final = tuple(reason.value for reason in EndReason)
-REFUSALS: Final = ("busy", "forged", "bad_token")
+REFUSALS: Final = ("busy", "forged", "bad_token", "unavailable")
 for _reason in END_REASONS:
     calls_ended.labels(_reason)
 for _reason in REFUSALS:
@@ -160,13 +201,50 @@ def tool_call(name: str, outcome: str) -> None:
     tool_calls.labels(name, outcome).inc()
 
 
+def redis_error(op: str) -> None:
+    redis_errors.labels(op).inc()
+
+
+class _Worker:
+    """relay_worker_info: which process answered (the labels), set once at start-up."""
+
+    labels: dict[str, str] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        if self.labels:
+            family = GaugeMetricFamily(
+                "relay_worker_info",
+                "The relay process that answered this scrape.",
+                labels=list(self.labels),
+            )
+            family.add_metric(list(self.labels.values()), 1.0)
+            yield family
+
+
+_WORKER = _Worker()
+REGISTRY.register(_WORKER)  # type: ignore[arg-type]
+
+
+def set_worker(worker: int, pid: int, instance: str) -> None:
+    _WORKER.labels = {"worker": str(worker), "pid": str(pid), "instance": instance}
+
+
+def _registry() -> CollectorRegistry:
+    if not MULTIPROC:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_WORKER)  # type: ignore[arg-type]
+    return registry
+
+
 def render() -> tuple[bytes, str]:
     """The body and content type of a `/metrics` response."""
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
 
 
 def value(metric: str, /, **labels: str) -> float:
     """One sample's current value (0.0 when absent), e.g. value("relay_calls_ended_total",
     reason="caller_hung_up"); for tests and status views, not the hot path."""
-    sample = REGISTRY.get_sample_value(metric, labels)
+    sample = _registry().get_sample_value(metric, labels)
     return 0.0 if sample is None else float(sample)

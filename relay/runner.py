@@ -82,6 +82,7 @@ class CallRunner:
         """The call is live: the hub, the metrics, the consoles and the log know of it."""
         bridge = self.bridge
         self.ctx.hub.add_call(self)
+        self.ctx.shared.registry.started(bridge.info())
         metrics.call_started()
         self.ctx.hub.publish(
             {"type": "call.started", "call_sid": bridge.call_sid, "call": bridge.info()}
@@ -148,8 +149,7 @@ class CallRunner:
         hub = self.ctx.hub
         hub.publish({"type": "call.ended", "call_sid": bridge.call_sid, "summary": summary})
         hub.remove_call(bridge.call_sid)
-        hub.ended.append({**bridge.info(), "summary": summary})
-        del hub.ended[:-100]
+        self.ctx.shared.registry.ended(bridge.call_sid, {**bridge.info(), "summary": summary})
         metrics.call_ended(bridge.end_reason.value)
         if self.ctx.store is not None:
             try:

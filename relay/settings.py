@@ -79,6 +79,10 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     store: StoreSettings = field(default_factory=StoreSettings)
+    # Shared state (relay/cluster): empty = one process keeping everything in memory.
+    redis_url: Secret = field(default_factory=lambda: Secret(""))
+    workers: int = 1  # RELAY_WORKERS: processes serving one port (N > 1 needs redis_url)
+    instance_id: str = ""  # RELAY_INSTANCE_ID: names this instance in the shared registry
 
     @property
     def simulator(self) -> bool:
@@ -93,6 +97,11 @@ class Settings:
     @property
     def twilio_rest_enabled(self) -> bool:
         return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def shared(self) -> bool:
+        """State shared through Redis (several processes or instances) instead of memory."""
+        return bool(self.redis_url)
 
     @property
     def model(self) -> str:
@@ -236,6 +245,14 @@ def from_env(env: Mapping[str, str]) -> Settings:
                 "Twilio streams G.711 mu-law and the relay never transcodes; "
                 f"use audio/pcmu, not {fmt}",
             )
+    redis_url = ep.url(env, "REDIS_URL", schemes=("redis", "rediss"))
+    workers = ep.integer(env, "RELAY_WORKERS", 1, 1, 64)
+    if workers > 1 and not redis_url:
+        raise SettingsError(
+            "RELAY_WORKERS",
+            f"{workers} workers need REDIS_URL: stream tokens, the console feed and command "
+            "routing are shared through Redis (set REDIS_URL, or RELAY_WORKERS=1)",
+        )
     log_format = ep.text(env, "LOG_FORMAT", "text").lower()
     if log_format not in ("text", "json"):
         raise SettingsError("LOG_FORMAT", f"expected text or json, got {log_format!r}")
@@ -273,4 +290,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         log_level=ep.text(env, "LOG_LEVEL", "INFO").upper(),
         log_format=log_format,
         store=store_settings.from_env(env),
+        redis_url=Secret(redis_url),
+        workers=workers,
+        instance_id=ep.text(env, "RELAY_INSTANCE_ID"),
     )

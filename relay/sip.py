@@ -26,6 +26,7 @@ from aiohttp import web
 from . import logs, metrics
 from .actions import Connect, EndReason, Hangup
 from .call import CallBridge
+from .cluster import SharedStateError
 from .keys import RELAY
 from .openai_calls import CallApiError
 from .runner import CallRunner
@@ -127,9 +128,16 @@ async def incoming_call(ctx: RelayContext, incoming: IncomingCall) -> None:
         seen.popitem(last=False)
     settings = ctx.settings
     calls = ctx.realtime_calls
-    if ctx.draining or len(ctx.hub.calls) >= settings.max_calls:
-        metrics.call_rejected("busy")
-        log.warning("SIP call %s rejected: %s", call_id, "draining" if ctx.draining else "busy")
+    try:
+        verdict = "draining" if ctx.draining else ""
+        verdict = verdict or await ctx.shared.registry.admit(call_id, settings.max_calls)
+    except SharedStateError as exc:
+        verdict = f"the shared state is unavailable ({exc})"
+    if verdict == "duplicate":
+        return  # another process of this relay has it (a retried delivery)
+    if verdict:
+        metrics.call_rejected("busy" if verdict in ("busy", "draining") else "unavailable")
+        log.warning("SIP call %s rejected: %s", call_id, verdict)
         try:
             await calls.reject(call_id)
         except CallApiError as exc:
@@ -143,6 +151,7 @@ async def incoming_call(ctx: RelayContext, incoming: IncomingCall) -> None:
         await calls.accept(call_id, session)
     except CallApiError as exc:
         log.error("SIP call %s could not be accepted: %s", call_id, exc)
+        ctx.shared.registry.release(call_id)
         ctx.hub.publish(
             {
                 "type": "error",

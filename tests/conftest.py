@@ -1,9 +1,11 @@
-"""Shared fixtures: a real PostgreSQL server for the store's tests.
+"""Shared fixtures: a real PostgreSQL server for the store's tests, a real Redis server
+for the shared-state tests.
 
 The server starts once per session, and only if a test asks for it. Every test that needs
 it is marked `postgres`, so `pytest -m "not postgres"` runs the rest (the SQLite half of
 the store's tests) without one. Missing PostgreSQL binaries FAIL the PostgreSQL tests (CI
-installs them with .ci/run); they are never skipped silently.
+installs them with .ci/run); they are never skipped silently. The same holds for Redis
+(Debian's redis-server): the tests that need it are marked `redis`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from relay.cluster.testing import RedisServer, RedisUnavailable
 from relay.store.testing import PostgresServer, PostgresUnavailable
 
 
@@ -37,3 +40,22 @@ def store_env(
         return {"RELAY_DATA_DIR": str(tmp_path_factory.mktemp("data"))}
     server: PostgresServer = request.getfixturevalue("pg_server")
     return {"DATABASE_URL": server.create_database("t_" + uuid.uuid4().hex[:12])}
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    try:
+        server = RedisServer.start()
+    except RedisUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of an empty Redis (flushed before each test)."""
+    redis_server.flush()
+    return redis_server.url

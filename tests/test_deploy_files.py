@@ -208,11 +208,20 @@ def exec_form(args: str) -> list[str]:
 # --- compose -----------------------------------------------------------------------------
 
 
-def test_compose_parses_with_the_two_services() -> None:
+def test_compose_parses_with_the_two_services_and_redis() -> None:
     services = compose()["services"]
-    assert set(services) == {"relay", "console"}
+    assert set(services) == {"relay", "console", "redis"}
     assert service("relay")["build"]["target"] == "relay"
     assert service("console")["build"]["target"] == "console"
+
+
+def test_compose_runs_two_relay_workers_against_its_redis() -> None:
+    relay = service("relay")
+    settings = relay_settings.from_env({k: str(v) for k, v in relay["environment"].items()})
+    assert settings.workers == 2
+    assert settings.redis_url.get() == "redis://redis:6379/0"
+    assert relay["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert "healthcheck" in service("redis")
 
 
 def test_compose_relay_env_names_are_relay_settings() -> None:

@@ -42,7 +42,7 @@ async def test_model_drop_mid_call_reconnects_reseeds_and_the_caller_hears_the_n
         async with http, console:
             caller = SimCaller(
                 f"{relay.ws_url}/call",
-                custom_parameters={"stream_token": relay.ctx.tokens.issue("CA" + "7" * 32)},
+                custom_parameters={"stream_token": await relay.ctx.tokens.issue("CA" + "7" * 32)},
                 call_sid="CA" + "7" * 32,
             )
             async with caller:
@@ -176,7 +176,7 @@ async def test_twilio_socket_dropping_without_stop_cleans_the_call_up() -> None:
         sid = "CA" + "5" * 32
         caller = SimCaller(
             f"{relay.ws_url}/call",
-            custom_parameters={"stream_token": relay.ctx.tokens.issue(sid)},
+            custom_parameters={"stream_token": await relay.ctx.tokens.issue(sid)},
             call_sid=sid,
         )
         await caller.connect()

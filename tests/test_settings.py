@@ -434,3 +434,20 @@ def test_load_env_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("RELAY_TEST_ONLY_VAR", "x")
     assert load_env(str(tmp_path / "missing.env"))["RELAY_TEST_ONLY_VAR"] == "x"
     assert load_env(None)["RELAY_TEST_ONLY_VAR"] == "x"
+
+
+def test_one_process_with_no_redis_is_the_default() -> None:
+    s = from_env({})
+    assert (s.workers, s.shared, s.redis_url.get()) == (1, False, "")
+
+
+def test_workers_need_redis_and_start_up_says_so() -> None:
+    with pytest.raises(SettingsError) as exc:
+        from_env({"RELAY_WORKERS": "2"})
+    assert exc.value.name == "RELAY_WORKERS" and "REDIS_URL" in str(exc.value)
+    s = from_env({"RELAY_WORKERS": "2", "REDIS_URL": "redis://:pw@cache:6379/1"})
+    assert (s.workers, s.shared) == (2, True)
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        from_env({"REDIS_URL": "http://cache:6379"})
+    with pytest.raises(SettingsError, match="RELAY_WORKERS"):
+        from_env({"RELAY_WORKERS": "0"})
