@@ -22,8 +22,10 @@ from relay.cluster.base import Node
 from relay.cluster.redis_state import RedisLink, RedisTokens
 from relay.harness import RunningRelay, next_event, running_relay, wait_until
 from relay.hub import Hub
-from relay.sim.caller import SimCaller, new_sid, one_turn, parse_twiml
+from relay.sim.caller import Hangup, Silence, SimCaller, new_sid, one_turn, parse_twiml
 from relay.sim.script import ModelScript, Reply
+from relay.sim.sip import place_sip_call
+from relay.sip import IncomingCall, incoming_call
 
 pytestmark = pytest.mark.redis
 
@@ -279,3 +281,27 @@ async def test_health_and_metrics_say_which_process_answered(redis_url: str) -> 
         async with http.get(f"{b.base_url}/metrics") as resp:
             assert resp.headers["X-Relay-Worker"] == "1"
             assert 'relay_worker_info{instance="' in await resp.text()
+
+
+async def test_sip_deliveries_are_admitted_once_across_processes(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with two_relays(redis_url, RELAY_MAX_CALLS="1") as (a, b):
+        call_id = "rtc_" + "5" * 32
+        on_a = asyncio.create_task(
+            place_sip_call(a.sim, a.base_url, call_id=call_id, steps=[Silence(1500), Hangup()])
+        )
+        await wait_until(lambda: call_id in a.ctx.hub.calls)
+        # OpenAI retries the delivery, and this time it reaches the other process (both
+        # talk to one OpenAI, as in production).
+        own_openai, b.ctx.realtime_calls = b.ctx.realtime_calls, a.ctx.realtime_calls
+        await incoming_call(b.ctx, IncomingCall(call_id))
+        b.ctx.realtime_calls = own_openai
+        assert call_id not in b.ctx.hub.calls
+        assert [verb for verb, _ in a.sim.sip_calls[call_id].requests] == ["accept"]
+        # An accept that fails gives its place back: b (one place) takes the next call.
+        await incoming_call(b.ctx, IncomingCall("rtc_" + "6" * 32))  # unknown to b's OpenAI
+        assert "could not be accepted" in caplog.text
+        on_b = await place_sip_call(b.sim, b.base_url, steps=[Silence(300), Hangup()])
+        assert on_b.accepted and not on_b.failures
+        assert (await on_a).ok
