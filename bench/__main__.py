@@ -15,6 +15,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
@@ -29,12 +30,15 @@ QUICK_NS = [1, 50]
 # The relay (Media Streams), the relay in SIP mode (OpenAI carries the audio), the new floor
 # (the same trivial pass-through on aiohttp's server) and the old stack (that pass-through
 # on Hypercorn), side by side in one run.
-SERVERS = "relay,relay-sip,passthrough-aiohttp,passthrough"
+SERVERS = "relay,relay-sip,sip-floor,passthrough-aiohttp,passthrough"
 FLOOR = "passthrough-aiohttp"
 RATIO_NS = frozenset({50, 100})  # where the relay's CPU is compared with the floor's
 # One worker vs two: each worker gets this share of a core (bench/scale.py, CpuBudget), and
 # a point passes with no frame lost and p99 under WORKER_P99_MS both ways.
-WORKER_NS = [150, 200, 225, 250, 275, 300, 350, 400, 425, 450, 475, 500, 600, 700, 800]
+# A coarse climb; then each series is bisected between its last pass and its first failure
+# down to WORKER_STEP calls, so neither series' capacity depends on where the grid falls.
+WORKER_NS = [150, 250, 350, 450, 550, 650, 750, 850]
+WORKER_STEP = 25
 QUICK_WORKER_NS = [100, 200]
 WORKER_SHARE = 0.5
 WORKER_P99_MS = 20.0
@@ -85,6 +89,20 @@ def measure_workers(kind: str, n: int, t: Timing) -> dict[str, Any]:
     return s
 
 
+def refine(points: list[dict[str, Any]]) -> Iterator[int]:
+    """Call counts between a series' last pass and its first failure, halving the gap down
+    to WORKER_STEP; `points` grows as the caller measures each one."""
+    while True:
+        failed = [p["calls"] for p in points if p["broke"] or p["gen_limited"]]
+        if not failed:
+            return
+        hi = min(failed)
+        lo = max((p["calls"] for p in points if p["calls"] < hi), default=0)
+        if hi - lo <= WORKER_STEP:
+            return
+        yield lo + max(WORKER_STEP, (hi - lo) // 2 // WORKER_STEP * WORKER_STEP)
+
+
 def measure(kind: str, n: int, t: Timing, prof: str | None) -> dict[str, Any]:
     """One scale point, measured again if another process took the machine meanwhile."""
     s = summarize(run_point(kind, n, t, profile=prof))
@@ -105,8 +123,8 @@ def main() -> int:
     ap.add_argument(
         "--servers",
         default=SERVERS,
-        help="scale test servers: relay, relay-sip (SIP mode), passthrough-aiohttp (the floor), "
-        "passthrough (the same on Hypercorn)",
+        help="scale test servers: relay, relay-sip (SIP mode), sip-floor (SIP mode's floor), "
+        "passthrough-aiohttp (the floor), passthrough (the same on Hypercorn)",
     )
     ap.add_argument("--ns", help="comma-separated call counts for the scale test")
     ap.add_argument(
@@ -145,6 +163,7 @@ def main() -> int:
         est["scale"] = sum(3 * (scale_t(n).measure_s + scale_t(n).ramp_s + 8) for n in ns)
     if "workers" in only:
         est["workers"] = sum(2 * (scale_t(n).measure_s + scale_t(n).ramp_s + 10) for n in worker_ns)
+        est["workers"] += 4 * (scale_t(worker_ns[-1]).measure_s + 10)  # the bisection points
     if "first" in only:
         est["first"] = 12 if quick else 30
     if "barge" in only:
@@ -242,6 +261,11 @@ def main() -> int:
                     step(f"{n} calls {kind}", cost)
                 if all(kind in halted for kind in WORKER_KINDS):
                     break
+            for kind in WORKER_KINDS:
+                for n in refine(rows[kind]):
+                    bar.set_postfix_str(f"workers: {n} calls, {kind} (bisecting)")
+                    rows[kind].append(measure_workers(kind, n, scale_t(n)))
+                rows[kind].sort(key=lambda p: p["calls"])
             capacity = {
                 kind: max(
                     (p["calls"] for p in rows[kind] if not p["broke"] and not p["gen_limited"]),

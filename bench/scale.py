@@ -25,6 +25,7 @@ from .procstat import machine_busy_seconds
 
 CFS_PERIOD_US = 10_000  # a short period: a throttled worker waits at most ~7.5 ms
 WORKER_KINDS = ("relay-1w", "relay-2w")
+SIP_KINDS = ("relay-sip", "sip-floor")  # driven by bench.sip_load: no audio through them
 
 SERVER_CORE = "0"
 GEN_CORE = "1"
@@ -155,6 +156,9 @@ def server_cmd(
         if kind == "relay-2w":
             env["RELAY_WORKERS"] = "2"
         return [sys.executable, "-m", "relay"], env
+    if kind == "sip-floor":
+        api_base = (extra or {})["OPENAI_API_BASE"]
+        return [sys.executable, "-m", "bench.sip_floor", str(port), model_url, api_base], env
     module = "bench.passthrough_aiohttp" if kind == "passthrough-aiohttp" else "bench.passthrough"
     return [sys.executable, "-m", module, str(port), model_url], env
 
@@ -185,7 +189,7 @@ def run_point(
     """Run `calls` concurrent calls through `kind` ("relay" or "passthrough"); the worker
     kinds get `share` of a core per worker."""
     busy_before = wait_quiet() if quiet else None
-    generator = "bench.sip_load" if kind == "relay-sip" else "bench.loadgen"
+    generator = "bench.sip_load" if kind in SIP_KINDS else "bench.loadgen"
     gen = subprocess.Popen(
         [*_taskset(GEN_CORE), sys.executable, "-m", generator],
         stdin=subprocess.PIPE,
