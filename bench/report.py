@@ -89,10 +89,10 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
                 1e-9, theirs["server_cpu_ms_per_call_s"]
             )
             cost = _f(theirs["server_cpu_ms_per_call_s"], 3)
-            floor = {p["calls"]: p for p in scale.get(SIP_FLOOR, [])}.get(mine["calls"])
+            sip_floor = {p["calls"]: p for p in scale.get(SIP_FLOOR, [])}.get(mine["calls"])
             beside = ""
-            if floor is not None:
-                least = floor["server_cpu_ms_per_call_s"]
+            if sip_floor is not None:
+                least = sip_floor["server_cpu_ms_per_call_s"]
                 most = mine["server_cpu_ms_per_call_s"] / max(1e-9, least)
                 beside = (
                     f"; only reading those calls' control sockets costs {_f(least, 3)} "
