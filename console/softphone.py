@@ -333,6 +333,7 @@ def relay_refused(status: int) -> str:
 
 
 _GONE = (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+CLOSE_REASON_WAIT_S = 1.0  # for the relay's close frame after a write to it failed
 
 
 def _ended(reason: str) -> str:
@@ -414,10 +415,19 @@ async def _pump(
             elif msg.type in _GONE:
                 return False, "the relay connection was lost"
 
-    tasks = [asyncio.ensure_future(page_to_relay()), asyncio.ensure_future(relay_to_page())]
+    page_side = asyncio.ensure_future(page_to_relay())
+    relay_side = asyncio.ensure_future(relay_to_page())
+    tasks = [page_side, relay_side]
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        by_page, reason = done.pop().result()
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if page_side.done() and not page_side.result()[0] and not relay_side.done():
+            # A write failed because the relay is closing the call: its close frame, read
+            # a moment later, says why (a console hang-up is not a lost connection).
+            await asyncio.wait([relay_side], timeout=CLOSE_REASON_WAIT_S)
+        page_ended = page_side.done() and page_side.result()[0]
+        by_page, reason = (
+            relay_side.result() if relay_side.done() and not page_ended else page_side.result()
+        )
         if by_page:
             # The caller's side ended it: the relay hears Twilio's stop (the caller hung up).
             if not frames.stopped:

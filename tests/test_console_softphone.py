@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from starlette.applications import Starlette
@@ -289,6 +290,31 @@ async def test_when_the_relay_ends_the_call_the_page_hears_why(relay: FakeRelay)
     await relay.ws.close(code=1000, message=b"ended from the console")
     assert await asyncio.wait_for(call, 5) == "ended from the console"
     assert (await page.wait_for("ended"))["reason"] == "ended from the console"
+
+
+class ClosingRelay:
+    """A relay socket that is closing the call: a write fails at once, and the close frame
+    with the reason is read a moment later (the race a console hang-up runs)."""
+
+    async def send_str(self, data: str) -> None:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    async def receive(self) -> aiohttp.WSMessage:
+        await asyncio.sleep(0.05)
+        return aiohttp.WSMessage(aiohttp.WSMsgType.CLOSE, 1000, "ended from the console")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_write_failing_while_the_relay_closes_still_gives_the_relays_reason() -> None:
+    page, t = FakePage(), ticket()
+    frames = softphone.CallFrames(t)
+    frames.opening()  # connected and start: the call is streaming
+    await page.inbox.put(json.dumps({"event": "media", "media": {"payload": MULAW_20MS}}))
+    relay: Any = ClosingRelay()
+    reason = await asyncio.wait_for(softphone._pump(page, relay, frames, time.monotonic), 5)
+    assert reason == "ended from the console"
 
 
 async def test_when_the_page_goes_away_the_relay_hears_a_stop(relay: FakeRelay) -> None:
