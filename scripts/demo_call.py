@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import aiohttp
 from dotenv import dotenv_values
@@ -37,6 +39,10 @@ def _env() -> dict[str, str]:
     for path in (".env", "relay/.env", "console/.env"):
         merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
     merged.update(os.environ)
+    if not merged.get("RELAY_CONSOLE_TOKEN"):  # the one `make run` generated (scripts/run.py)
+        saved = Path(merged.get("RELAY_DATA_DIR") or "data") / "make-run-console-token"
+        with contextlib.suppress(OSError):
+            merged["RELAY_CONSOLE_TOKEN"] = saved.read_text().strip()
     return merged
 
 
@@ -89,28 +95,45 @@ async def sip_call(base: str, seconds: float, token: str) -> bool:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     logs = base.replace("http", "ws", 1) + "/logs"
     print(f"demo: placing a simulated SIP call of about {seconds:.0f} s...", flush=True)
-    async with aiohttp.ClientSession() as http, http.ws_connect(logs, headers=headers) as ws:
-        await ws.send_json({"type": "sim.call", "seconds": seconds, "mode": "sip", "id": "sip"})
-        call_sid = ""
-        async with asyncio.timeout(seconds + 60):
-            async for msg in ws:
-                event = msg.json() if msg.type is aiohttp.WSMsgType.TEXT else {}
-                kind = event.get("type")
-                if kind == "command.error" and event.get("id") == "sip":
-                    print(f"demo: the relay refused: {event.get('message')}")
-                    return False
-                if kind == "command.ok" and event.get("id") == "sip":
-                    call_sid = event.get("call_sid", "")
-                elif kind == "call.ended" and event.get("call_sid") == call_sid:
-                    summary = event.get("summary", {})
-                    print(
-                        f"demo: SIP call {call_sid} ended ({summary.get('reason')}): "
-                        f"{summary.get('duration_s')} s, {summary.get('turns')} turns, "
-                        f"latency {summary.get('latency_ms')} ms"
-                    )
-                    return summary.get("end_reason") == "caller_hung_up"
-                elif kind == "error" and event.get("call_sid") == call_sid:
-                    print(f"demo: {event.get('code')}: {event.get('message')}")
+    async with aiohttp.ClientSession() as http:
+        try:
+            ws = await http.ws_connect(logs, headers=headers)
+        except aiohttp.WSServerHandshakeError as exc:
+            print(
+                f"demo: the relay refused its console feed ({exc.status}): a SIP call is "
+                "placed through it, so set RELAY_CONSOLE_TOKEN to the relay's"
+            )
+            return False
+        except aiohttp.ClientError as exc:
+            print(f"demo: cannot reach the relay at {base}: {exc}")
+            return False
+        async with ws:
+            return await _follow_sip_call(ws, seconds)
+
+
+async def _follow_sip_call(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> bool:
+    """Place the SIP call through the feed and print how it ended."""
+    await ws.send_json({"type": "sim.call", "seconds": seconds, "mode": "sip", "id": "sip"})
+    call_sid = ""
+    async with asyncio.timeout(seconds + 60):
+        async for msg in ws:
+            event = msg.json() if msg.type is aiohttp.WSMsgType.TEXT else {}
+            kind = event.get("type")
+            if kind == "command.error" and event.get("id") == "sip":
+                print(f"demo: the relay refused: {event.get('message')}")
+                return False
+            if kind == "command.ok" and event.get("id") == "sip":
+                call_sid = event.get("call_sid", "")
+            elif kind == "call.ended" and event.get("call_sid") == call_sid:
+                summary = event.get("summary", {})
+                print(
+                    f"demo: SIP call {call_sid} ended ({summary.get('reason')}): "
+                    f"{summary.get('duration_s')} s, {summary.get('turns')} turns, "
+                    f"latency {summary.get('latency_ms')} ms"
+                )
+                return summary.get("end_reason") == "caller_hung_up"
+            elif kind == "error" and event.get("call_sid") == call_sid:
+                print(f"demo: {event.get('code')}: {event.get('message')}")
     return False
 
 

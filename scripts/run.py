@@ -17,12 +17,14 @@ import re
 import secrets
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parent.parent
 RESTARTED = ("relay", "console")  # long-running services; the demo runs once and idles
+RUN_TOKEN_FILE = "make-run-console-token"  # read by scripts/demo_call.py
 
 
 def with_restarts(procfile: str) -> str:
@@ -37,6 +39,21 @@ def with_restarts(procfile: str) -> str:
             line = f"{m.group(1)}: scripts/keep-running {m.group(1)} {m.group(2)}"
         out.append(line)
     return "\n".join(out) + "\n"
+
+
+def token_file(env: Mapping[str, str]) -> Path:
+    """Where `make run` keeps the console token it generated, for `make call MODE=sip`."""
+    return Path(env.get("RELAY_DATA_DIR") or "data") / RUN_TOKEN_FILE
+
+
+def remember_token(env: Mapping[str, str]) -> None:
+    """Only this user can read it, in the git-ignored data directory."""
+    path = token_file(env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(env["RELAY_CONSOLE_TOKEN"])
 
 
 def main() -> int:
@@ -57,6 +74,7 @@ def main() -> int:
     env.setdefault("RELAY_URL", f"http://localhost:{relay_port}")
     if not env.get("RELAY_CONSOLE_TOKEN"):
         env["RELAY_CONSOLE_TOKEN"] = secrets.token_urlsafe(24)
+        remember_token(env)
     if not env.get("CONSOLE_PASSWORD"):
         env["CONSOLE_PASSWORD"] = secrets.token_urlsafe(9)
         notes.append(f"console password (generated for this run): {env['CONSOLE_PASSWORD']}")

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import aiohttp
+import pytest
 
 from relay.harness import next_event, running_relay
 
@@ -43,3 +44,21 @@ def test_make_run_restarts_a_stopped_service_instead_of_stopping_all() -> None:
     assert "relay: scripts/keep-running relay scripts/start-relay" in wrapped
     assert "console: scripts/keep-running console scripts/start-console" in wrapped
     assert any(line.startswith("demo:") and "keep-running" not in line for line in wrapped)
+
+
+async def test_make_call_sip_finds_the_token_make_run_generated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run, demo = script("run"), script("demo_call")
+    monkeypatch.chdir(tmp_path)  # no .env files here
+    monkeypatch.delenv("RELAY_CONSOLE_TOKEN", raising=False)
+    monkeypatch.setenv("RELAY_DATA_DIR", str(tmp_path / "data"))
+    env = {"RELAY_DATA_DIR": str(tmp_path / "data"), "RELAY_CONSOLE_TOKEN": "run-t0ken"}
+    run.remember_token(env)
+    saved = run.token_file(env)
+    assert saved.stat().st_mode & 0o777 == 0o600  # a secret: only this user reads it
+    assert demo._env()["RELAY_CONSOLE_TOKEN"] == "run-t0ken"
+    async with running_relay({"RELAY_CONSOLE_TOKEN": "another-token"}) as relay:
+        # A wrong token is explained in a line, not a traceback.
+        assert not await demo.sip_call(relay.base_url, 1, "run-t0ken")
+    assert "refused its console feed (403)" in capsys.readouterr().out
