@@ -19,7 +19,7 @@ import pytest
 
 from relay import metrics
 from relay.cluster.base import Node
-from relay.cluster.redis_state import RedisLink, RedisTokens
+from relay.cluster.redis_state import RedisDefaults, RedisLink, RedisTokens
 from relay.harness import RunningRelay, next_event, running_relay, wait_until
 from relay.hub import Hub
 from relay.sim.caller import Hangup, Silence, SimCaller, new_sid, one_turn, parse_twiml
@@ -222,6 +222,20 @@ async def test_concurrent_saves_on_two_processes_leave_both_with_the_same_defaul
         await next_event(feed_b, "command.ok")
         await wait_until(lambda: a.ctx.greeting == b.ctx.greeting, timeout=5)
         assert a.ctx.default_session == b.ctx.default_session
+
+
+async def test_own_save_announced_before_the_scripts_reply_still_wins(redis_url: str) -> None:
+    """The order that left two processes with different defaults: another process's older
+    save arrives, then our own newer one's announcement, then (late) the script's reply."""
+    link = RedisLink(redis_url, Node("a:1", 1), Hub())
+    applied: list[tuple[str, bool]] = []
+    defaults = RedisDefaults(link, lambda session, greeting, tell: applied.append((greeting, tell)))
+    try:
+        defaults._on_defaults({"seq": 1, "from": "b:1/w1/9", "session": {}, "greeting": "one"})
+        defaults._on_defaults({"seq": 2, "from": link.node.id, "session": {}, "greeting": "two"})
+        assert applied == [("one", True), ("two", False)]  # ours back on, quietly
+    finally:
+        await link.client.aclose()
 
 
 async def test_a_dead_process_calls_are_ended_by_the_survivors(redis_url: str) -> None:

@@ -678,11 +678,13 @@ class RedisDefaults:
         if seq <= self.seq:
             return  # older than what this process has (or its own save, already applied)
         self.seq = seq
-        if message.get("from") == self.link.node.id and not force:
-            return
+        # Our own save is applied too (quietly: the saving console is told by the caller):
+        # its announcement can arrive before the script's reply, after an older save from
+        # another process was applied, and then nothing else would put ours back.
+        own = message.get("from") == self.link.node.id
         session, greeting = message.get("session"), message.get("greeting")
         if isinstance(session, dict) and isinstance(greeting, str):
-            self.apply(session, greeting, not force)
+            self.apply(session, greeting, not force and not own)
 
 
 class RedisShared(Shared):
