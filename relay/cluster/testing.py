@@ -17,16 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from relay.harness import free_port
+
 
 class RedisUnavailable(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _ping(port: int) -> bool:

@@ -16,12 +16,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from relay.harness import free_port
 
 NEEDED = ("initdb", "pg_ctl", "postgres", "createdb")
 
@@ -55,13 +56,6 @@ def find_bindir() -> Path:
         "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found: install Debian's "
         "`postgresql` package (`apt-get install postgresql`; .ci/run does)"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _run_as() -> pwd.struct_passwd | None:
