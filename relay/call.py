@@ -202,7 +202,6 @@ class CallBridge:
     greeted: bool = False
     turns: int = 0
     usage: Usage = field(default_factory=Usage)
-    latencies_ms: list[float] = field(default_factory=list)
     # For the call record (relay/call_record.py): what happened, with unix times, bounded.
     latency_log: list[tuple[str, float]] = field(default_factory=list)  # (item_id, ms)
     tool_log: list[dict[str, Any]] = field(default_factory=list)
@@ -288,16 +287,22 @@ class CallBridge:
             "profile": self.profile,
         }
 
+    @property
+    def latencies_ms(self) -> list[float]:
+        """Voice-to-voice latency of each timed turn, in order."""
+        return [ms for _, ms in self.latency_log]
+
     def summary(self, now_wall: float) -> dict[str, Any]:
+        latencies = self.latencies_ms
         return {
             "duration_s": round(max(0.0, now_wall - self.started_at), 3),
             "turns": self.turns,
             "usage": self.usage.as_dict(),
             "reason": self.end_detail or REASON_TEXT[self.end_reason],
             "end_reason": self.end_reason.value,
-            "latency_ms": list(self.latencies_ms),
-            "latency_p50_ms": percentile(self.latencies_ms, 50),
-            "latency_p95_ms": percentile(self.latencies_ms, 95),
+            "latency_ms": latencies,
+            "latency_p50_ms": percentile(latencies, 50),
+            "latency_p95_ms": percentile(latencies, 95),
             "reconnects": self.upstream.reconnects,
             "handovers": self.handovers,
         }
@@ -573,7 +578,7 @@ class CallBridge:
 
     def _log_session(self, kind: str, reason: str, now: float) -> None:
         if len(self.session_log) < _MAX_LOG:
-            self.session_log.append({"kind": kind, "at": now + self.clock_offset, "reason": reason})
+            self.session_log.append({"kind": kind, "at": self._wall(now), "reason": reason})
 
     def _handover(self, action: Handover, now: float) -> list[Action]:
         reason = self.upstream.spare_reason or "reconnect"
@@ -651,12 +656,8 @@ class CallBridge:
             ToTwilio(self._prefix + ev.delta + '"}}'),
             ToTwilio(self._mark_prefix + mark.name + '"}}'),
         ]
-        if self._turn_end_at is not None:
-            latency = round((now - self._turn_end_at) * 1000.0, 1)
-            self._turn_end_at = None
-            if len(self.latencies_ms) < _MAX_LATENCIES:
-                self.latencies_ms.append(latency)
-                self.latency_log.append((item, latency))
+        latency = self._answer_heard(item, now)
+        if latency is not None:
             actions.append(self._event("turn.latency", item_id=item, latency_ms=latency))
         if self.watched:
             actions.append(
@@ -833,14 +834,21 @@ class CallBridge:
     def _on_playback_started(self, ev: rt.OutputAudioBufferStarted, now: float) -> list[Action]:
         """SIP: the service started playing an answer; the caller hears it from now."""
         self.service_playing = True
-        if self._turn_end_at is None:
+        latency = self._answer_heard(self.audio_item or ev.response_id, now)
+        if latency is None:
             return []
+        return [self._event("turn.latency", item_id=ev.response_id, latency_ms=latency)]
+
+    def _answer_heard(self, item: str, now: float) -> float | None:
+        """The caller starts hearing an answer: the turn's voice-to-voice latency in ms
+        (kept for the summary and the record), or None if no turn end was timed."""
+        if self._turn_end_at is None:
+            return None
         latency = round((now - self._turn_end_at) * 1000.0, 1)
         self._turn_end_at = None
-        if len(self.latencies_ms) < _MAX_LATENCIES:
-            self.latencies_ms.append(latency)
-            self.latency_log.append((self.audio_item or ev.response_id, latency))
-        return [self._event("turn.latency", item_id=ev.response_id, latency_ms=latency)]
+        if len(self.latency_log) < _MAX_LATENCIES:
+            self.latency_log.append((item, latency))
+        return latency
 
     def _on_playback_stopped(
         self, ev: rt.OutputAudioBufferStopped | rt.OutputAudioBufferCleared, now: float
@@ -872,7 +880,7 @@ class CallBridge:
             item = rt.Item(type="function_call", id=ev.item_id)
             self.conversation.added(item, None, self.upstream.gen, self._wall(now))
         self.conversation.set_call(ev.item_id, ev.call_id, ev.name, ev.arguments)
-        wall = now + self.clock_offset
+        wall = self._wall(now)
         if ev.name in self.config.backend_tools:
             self.pending_tools[ev.call_id] = (ev.name, float("inf"), ev.arguments, wall)
             return [
