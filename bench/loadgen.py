@@ -39,13 +39,7 @@ import msgspec
 from twilio.request_validator import RequestValidator
 
 from . import lean_ws
-from .procstat import (
-    context_switches,
-    cpu_seconds,
-    machine_busy_seconds,
-    rss_bytes,
-    user_system_seconds,
-)
+from .procstat import Snapshot, cpu_seconds, rss_bytes, window
 
 MAGIC = 0xA5
 TAG = struct.Struct(">BBIIQ")  # magic, 0, call, seq, t_ns -> 18 bytes -> 24 base64 chars
@@ -475,7 +469,6 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
     pid = int(cfg["server_pid"])
     # Several processes make the server (workers, their parent, Redis): CPU and memory of all.
     pids = [int(p) for p in cfg.get("server_pids") or [pid]]
-    me = os.getpid()
     rss0 = _sum(rss_bytes, pids)
     pacer = Pacer(int(cfg.get("phases", 20)))
     callers: list[Caller] = []
@@ -496,15 +489,11 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(float(cfg["warm_s"]))
     # --- measurement window ---
     live_at_start = sum(1 for c in callers if c.transport is not None)
-    srv0, gen0, w0 = _sum(cpu_seconds, pids), cpu_seconds(me), loop.time()
-    busy0 = machine_busy_seconds()
-    us0, cs0 = user_system_seconds(pid), context_switches(pid)
+    start = Snapshot.take(pid, pids, loop.time())
     STATS.recording = True
     await asyncio.sleep(float(cfg["measure_s"]))
     STATS.recording = False
-    srv1, gen1, w1 = _sum(cpu_seconds, pids), cpu_seconds(me), loop.time()
-    busy1 = machine_busy_seconds()
-    us1, cs1 = user_system_seconds(pid), context_switches(pid)
+    end = Snapshot.take(pid, pids, loop.time())
     rss1 = _sum(rss_bytes, pids)
     per_process = [cpu_seconds(p) for p in pids]
     live_at_end = sum(1 for c in callers if c.transport is not None)
@@ -521,20 +510,12 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
             c.stop()
     if callers:
         await asyncio.wait([c.closed for c in callers], timeout=5)
-    wall = w1 - w0
     return {
         "calls": n,
         "connected": len(callers),
         "live_at_start": live_at_start,
         "live_at_end": live_at_end,
-        "window_s": wall,
-        "server_cpu_s": srv1 - srv0,
-        "gen_cpu_s": gen1 - gen0,
-        "server_user_s": us1[0] - us0[0],
-        "server_system_s": us1[1] - us0[1],
-        "server_ctx_switches": cs1 - cs0,
-        # everything else the machine ran meanwhile (other processes), in core-seconds
-        "other_cpu_s": max(0.0, (busy1 - busy0) - (srv1 - srv0) - (gen1 - gen0)),
+        **window(start, end),
         "server_pids_cpu_s": per_process,  # cumulative, per process (since it started)
         "server_rss0": rss0,
         "server_rss": rss1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -46,3 +47,42 @@ def machine_busy_seconds() -> float:
         fields = [int(x) for x in f.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return (sum(fields[:8]) - idle) / _TICK
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The counters a measurement window is the difference of, at one instant: the
+    server's processes (their CPU summed), this generator, and the whole machine."""
+
+    at: float
+    server_cpu: float
+    gen_cpu: float
+    machine_busy: float
+    server_user_system: tuple[float, float]  # of the main server process
+    server_switches: int
+
+    @classmethod
+    def take(cls, pid: int, pids: list[int], at: float) -> Snapshot:
+        return cls(
+            at=at,
+            server_cpu=sum(cpu_seconds(p) for p in pids),
+            gen_cpu=cpu_seconds(os.getpid()),
+            machine_busy=machine_busy_seconds(),
+            server_user_system=user_system_seconds(pid),
+            server_switches=context_switches(pid),
+        )
+
+
+def window(start: Snapshot, end: Snapshot) -> dict[str, float]:
+    """What the window between two snapshots cost, as the generators report it."""
+    server, gen = end.server_cpu - start.server_cpu, end.gen_cpu - start.gen_cpu
+    return {
+        "window_s": end.at - start.at,
+        "server_cpu_s": server,
+        "gen_cpu_s": gen,
+        "server_user_s": end.server_user_system[0] - start.server_user_system[0],
+        "server_system_s": end.server_user_system[1] - start.server_user_system[1],
+        "server_ctx_switches": end.server_switches - start.server_switches,
+        # everything else the machine ran meanwhile (other processes), in core-seconds
+        "other_cpu_s": max(0.0, (end.machine_busy - start.machine_busy) - server - gen),
+    }

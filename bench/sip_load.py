@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import sys
 import time
@@ -26,13 +25,7 @@ from aiohttp import web
 from relay.sim.sip import new_secret
 from relay.store.webhook import signed_headers, signing_key
 
-from .procstat import (
-    context_switches,
-    cpu_seconds,
-    machine_busy_seconds,
-    rss_bytes,
-    user_system_seconds,
-)
+from .procstat import Snapshot, rss_bytes, window
 
 LISTEN_S = 2.0
 ANSWER_MS = 2000
@@ -158,8 +151,8 @@ async def ring(http: aiohttp.ClientSession, base: str, plane: Plane, i: int) -> 
 async def drive(plane: Plane, cfg: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     n, base, pid = int(cfg["calls"]), cfg["base_url"], int(cfg["server_pid"])
-    me = os.getpid()
-    rss0 = rss_bytes(pid)
+    pids = [int(p) for p in cfg.get("server_pids") or [pid]]
+    rss0 = sum(rss_bytes(p) for p in pids)
     ramp = float(cfg["ramp_s"])
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
         t0 = loop.time()
@@ -171,14 +164,10 @@ async def drive(plane: Plane, cfg: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(one(i) for i in range(n)))
     await asyncio.sleep(float(cfg["warm_s"]))
     live_at_start = len(plane.sockets)
-    srv0, gen0, w0 = cpu_seconds(pid), cpu_seconds(me), loop.time()
-    busy0 = machine_busy_seconds()
-    us0, cs0 = user_system_seconds(pid), context_switches(pid)
+    start = Snapshot.take(pid, pids, loop.time())
     await asyncio.sleep(float(cfg["measure_s"]))
-    srv1, gen1, w1 = cpu_seconds(pid), cpu_seconds(me), loop.time()
-    busy1 = machine_busy_seconds()
-    us1, cs1 = user_system_seconds(pid), context_switches(pid)
-    rss1 = rss_bytes(pid)
+    end = Snapshot.take(pid, pids, loop.time())
+    rss1 = sum(rss_bytes(p) for p in pids)
     live_at_end = len(plane.sockets)
     plane.stopping = True
     for ws in list(plane.sockets.values()):  # the callers hang up
@@ -188,13 +177,7 @@ async def drive(plane: Plane, cfg: dict[str, Any]) -> dict[str, Any]:
         "connected": len(plane.accepted),
         "live_at_start": live_at_start,
         "live_at_end": live_at_end,
-        "window_s": w1 - w0,
-        "server_cpu_s": srv1 - srv0,
-        "gen_cpu_s": gen1 - gen0,
-        "server_user_s": us1[0] - us0[0],
-        "server_system_s": us1[1] - us0[1],
-        "server_ctx_switches": cs1 - cs0,
-        "other_cpu_s": max(0.0, (busy1 - busy0) - (srv1 - srv0) - (gen1 - gen0)),
+        **window(start, end),
         "server_rss0": rss0,
         "server_rss": rss1,
         # No audio frames in SIP mode: nothing to time or count per frame.
