@@ -280,9 +280,7 @@ class _Api:
         try:
             profile = msgspec.convert({**body, "name": name}, Profile)
             return _json(await self.store.profiles.put(profile))
-        except msgspec.ValidationError as exc:
-            raise BadRequest(str(exc)) from None
-        except ProfileError as exc:
+        except (msgspec.ValidationError, ProfileError) as exc:
             raise BadRequest(str(exc)) from None
 
     async def delete_profile(self, request: web.Request) -> web.StreamResponse:
