@@ -81,12 +81,11 @@ class CallRunner:
     def announce(self) -> None:
         """The call is live: the hub, the metrics, the consoles and the log know of it."""
         bridge = self.bridge
+        info = bridge.info()
         self.ctx.hub.add_call(self)
-        self.ctx.shared.registry.started(bridge.info())
+        self.ctx.shared.registry.started(info)
         metrics.call_started()
-        self.ctx.hub.publish(
-            {"type": "call.started", "call_sid": bridge.call_sid, "call": bridge.info()}
-        )
+        self.ctx.hub.publish({"type": "call.started", "call_sid": bridge.call_sid, "call": info})
         log.info(
             "call %s started (%s, from %s)",
             bridge.call_sid,
