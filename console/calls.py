@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from console.messages import relay_problem
+from shared.usage import TokenUsage
 
 Role = Literal[
     "caller",
@@ -85,26 +86,6 @@ END_REASONS = {
 
 
 @dataclass
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-    audio_input_tokens: int = 0
-    audio_output_tokens: int = 0
-    cached_tokens: int = 0
-
-    def add(self, u: dict[str, Any]) -> None:
-        self.input_tokens += int(u.get("input_tokens") or 0)
-        self.output_tokens += int(u.get("output_tokens") or 0)
-        self.total_tokens += int(u.get("total_tokens") or 0)
-        inp = u.get("input_token_details") or {}
-        out = u.get("output_token_details") or {}
-        self.audio_input_tokens += int(inp.get("audio_tokens") or 0)
-        self.cached_tokens += int(inp.get("cached_tokens") or 0)
-        self.audio_output_tokens += int(out.get("audio_tokens") or 0)
-
-
-@dataclass
 class CallLog:
     call_sid: str
     from_: str = ""
@@ -116,7 +97,7 @@ class CallLog:
     lines: list[Line] = field(default_factory=list)
     functions: dict[str, FunctionCall] = field(default_factory=dict)
     latency: list[LatencyPoint] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
+    usage: TokenUsage = field(default_factory=TokenUsage)
     applied_session: dict[str, Any] | None = None
     last_error: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
@@ -173,8 +154,7 @@ class CallLog:
         self.summary = dict(summary)
         usage = self.summary.get("usage")
         if isinstance(usage, dict) and usage:
-            self.usage = Usage()
-            self.usage.add(usage)
+            self.usage = TokenUsage.from_summary(usage)  # the relay's sum, flat
         if not self.latency and isinstance(self.summary.get("latency_ms"), list):
             self.latency = [
                 LatencyPoint(i + 1, "", round(float(ms)))

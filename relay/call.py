@@ -42,6 +42,7 @@ from shared.console_protocol import (
     SessionUpdateCommand,
     SimCallCommand,
 )
+from shared.usage import TokenUsage
 
 from .actions import (
     Action,
@@ -118,49 +119,6 @@ class CallConfig:
     audio_format: str = "audio/pcmu"
 
 
-@dataclass
-class Usage:
-    """Tokens used, summed over the call's responses, by kind (for cost estimates)."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-    input_text_tokens: int = 0
-    input_audio_tokens: int = 0
-    input_cached_tokens: int = 0
-    input_cached_text_tokens: int = 0
-    input_cached_audio_tokens: int = 0
-    output_text_tokens: int = 0
-    output_audio_tokens: int = 0
-
-    def add(self, usage: dict[str, Any] | None) -> None:
-        if not usage:
-            return
-        self.input_tokens += _int(usage.get("input_tokens"))
-        self.output_tokens += _int(usage.get("output_tokens"))
-        self.total_tokens += _int(usage.get("total_tokens"))
-        details_in = usage.get("input_token_details")
-        if isinstance(details_in, dict):
-            self.input_text_tokens += _int(details_in.get("text_tokens"))
-            self.input_audio_tokens += _int(details_in.get("audio_tokens"))
-            self.input_cached_tokens += _int(details_in.get("cached_tokens"))
-            cached = details_in.get("cached_tokens_details")
-            if isinstance(cached, dict):
-                self.input_cached_text_tokens += _int(cached.get("text_tokens"))
-                self.input_cached_audio_tokens += _int(cached.get("audio_tokens"))
-        details_out = usage.get("output_token_details")
-        if isinstance(details_out, dict):
-            self.output_text_tokens += _int(details_out.get("text_tokens"))
-            self.output_audio_tokens += _int(details_out.get("audio_tokens"))
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
-
-
 def percentile(values: list[float], p: float) -> float | None:
     """Nearest-rank percentile, or None for no values."""
     if not values:
@@ -201,7 +159,7 @@ class CallBridge:
     audio_item: str | None = None  # the item the running response is speaking
     greeted: bool = False
     turns: int = 0
-    usage: Usage = field(default_factory=Usage)
+    usage: TokenUsage = field(default_factory=TokenUsage)
     # For the call record (relay/call_record.py): what happened, with unix times, bounded.
     latency_log: list[tuple[str, float]] = field(default_factory=list)  # (item_id, ms)
     tool_log: list[dict[str, Any]] = field(default_factory=list)

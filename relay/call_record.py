@@ -39,7 +39,6 @@ def call_record(
         for e in bridge.conversation.entries
         if e.kind == "message" and e.role in ("user", "assistant") and e.text
     ]
-    usage = bridge.usage
     direction = bridge.direction if bridge.direction in DIRECTIONS else "inbound"
     return CallRecord(
         call_sid=bridge.call_sid,
@@ -61,14 +60,7 @@ def call_record(
         turns=turns,
         tool_calls=[ToolCall(**_tool(t)) for t in bridge.tool_log],
         session_changes=[SessionChange(**c) for c in bridge.session_log],
-        usage=Usage(
-            input_text=usage.input_text_tokens,
-            input_audio=usage.input_audio_tokens,
-            input_cached_text=usage.input_cached_text_tokens,
-            input_cached_audio=usage.input_cached_audio_tokens,
-            output_text=usage.output_text_tokens,
-            output_audio=usage.output_audio_tokens,
-        ),
+        usage=Usage.from_tokens(bridge.usage),
         latency=[
             TurnLatency(item_id=item, latency_ms=round(ms)) for item, ms in bridge.latency_log
         ],

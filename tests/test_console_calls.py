@@ -228,7 +228,7 @@ def test_dtmf_errors_latency_usage_session() -> None:
         ("error", "Twilio reported a problem: stream closed"),
     ]
     assert [(p.turn, p.latency_ms) for p in log.latency] == [(1, 640), (2, 820)]
-    assert log.usage.total_tokens == 15 and log.usage.audio_input_tokens == 5
+    assert log.usage.total_tokens == 15 and log.usage.input_audio_tokens == 5
     assert log.applied_session == {"instructions": "Be brief"}
     assert log.last_error.startswith("Twilio reported")
     assert [ln.note for ln in log.lines if ln.role == "error"] == ["bad_voice", "31921"]

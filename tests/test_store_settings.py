@@ -124,29 +124,6 @@ def test_prices_json_overrides_and_adds_models() -> None:
     assert prices.estimate("my-model", Usage(input_audio=1_000_000)) == 3.0
 
 
-def test_usage_from_a_realtime_response() -> None:
-    usage = Usage.from_realtime(
-        {
-            "total_tokens": 380,
-            "input_tokens": 250,
-            "output_tokens": 130,
-            "input_token_details": {
-                "text_tokens": 100,
-                "audio_tokens": 150,
-                "cached_tokens": 64,
-                "cached_tokens_details": {"text_tokens": 64, "audio_tokens": 0},
-            },
-            "output_token_details": {"text_tokens": 30, "audio_tokens": 100},
-        }
-    )
-    assert usage == Usage(
-        input_text=100, input_audio=150, input_cached_text=64, output_text=30, output_audio=100
-    )
-    assert usage.total == 380
-    assert Usage.from_realtime({}) == Usage()
-    assert (usage + usage).output_audio == 200
-
-
 def test_redaction_keeps_the_last_four_digits_of_numbers_only() -> None:
     assert redact_number("+15551234567") == "***4567"
     assert redact_number("sip:+15551234567@pbx.example.com") == "***4567"

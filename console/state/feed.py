@@ -212,6 +212,7 @@ class FeedState(AuthState):
     backend_tools_json: str = "[]"
     recording_text: str = ""
     recording_error: bool = False
+    recording_note: str = ""  # why the selected call cannot be recorded ("" = it can)
     softphone_sid: str = ""  # the call this page placed with its softphone, if any
     model_status: dict[str, str] = {}  # the relay's ModelStatus: {status, detail}
 
@@ -419,6 +420,7 @@ class FeedState(AuthState):
         rec = recording.RECORDER.get(self.selected)
         self.recording_text = rec.describe(log is not None and log.live) if rec else ""
         self.recording_error = bool(rec and rec.error)
+        self.recording_note = recording.not_recordable(log.direction) if log else ""
         if log is None:
             self.lines, self.functions, self.latency, self.usage = [], [], [], {}
             self.call_state = self.call_error = self.applied_session = ""
@@ -463,9 +465,9 @@ class FeedState(AuthState):
                 "input": str(u.input_tokens),
                 "output": str(u.output_tokens),
                 "total": str(u.total_tokens),
-                "audio_in": str(u.audio_input_tokens),
-                "audio_out": str(u.audio_output_tokens),
-                "cached": str(u.cached_tokens),
+                "audio_in": str(u.input_audio_tokens),
+                "audio_out": str(u.output_audio_tokens),
+                "cached": str(u.input_cached_tokens),
             }
             if u.total_tokens
             else {}

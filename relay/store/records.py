@@ -7,12 +7,12 @@ console protocol. Decoding tolerates unknown fields, so older relays read newer 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
 
 from relay.actions import EndReason as _EndReason
+from shared.usage import TokenUsage
 
 # Why a call ended: the call core's one enum; `end_reason_text` carries the detail.
 EndReason = _EndReason
@@ -77,38 +77,17 @@ class Usage(msgspec.Struct, kw_only=True):
     def total(self) -> int:
         return self.input_text + self.input_audio + self.output_text + self.output_audio
 
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            input_text=self.input_text + other.input_text,
-            input_audio=self.input_audio + other.input_audio,
-            input_cached_text=self.input_cached_text + other.input_cached_text,
-            input_cached_audio=self.input_cached_audio + other.input_cached_audio,
-            output_text=self.output_text + other.output_text,
-            output_audio=self.output_audio + other.output_audio,
-        )
-
     @classmethod
-    def from_realtime(cls, usage: Mapping[str, Any]) -> Usage:
-        """From a Realtime `response.done` usage object; missing parts count as 0."""
-        inp = _dict(usage.get("input_token_details"))
-        cached = _dict(inp.get("cached_tokens_details"))
-        out = _dict(usage.get("output_token_details"))
+    def from_tokens(cls, tokens: TokenUsage) -> Usage:
+        """What the record keeps of a call's summed usage (the totals are derived)."""
         return cls(
-            input_text=_int(inp.get("text_tokens")),
-            input_audio=_int(inp.get("audio_tokens")),
-            input_cached_text=_int(cached.get("text_tokens")),
-            input_cached_audio=_int(cached.get("audio_tokens")),
-            output_text=_int(out.get("text_tokens")),
-            output_audio=_int(out.get("audio_tokens")),
+            input_text=tokens.input_text_tokens,
+            input_audio=tokens.input_audio_tokens,
+            input_cached_text=tokens.input_cached_text_tokens,
+            input_cached_audio=tokens.input_cached_audio_tokens,
+            output_text=tokens.output_text_tokens,
+            output_audio=tokens.output_audio_tokens,
         )
-
-
-def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 class CallRecord(msgspec.Struct, kw_only=True):
