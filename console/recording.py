@@ -70,6 +70,19 @@ class Recorder:
             self._wanted.discard(oldest)
 
 
+def not_recordable(direction: str) -> str:
+    """Why a call of this direction cannot be recorded from here ("" when it can): only a
+    call Twilio carries to the relay has a Twilio call to record."""
+    if direction == "browser":
+        return "A browser call does not go through Twilio: there is nothing to record."
+    if direction == "sip":
+        return (
+            "A SIP call is recorded on its Elastic SIP Trunk (Twilio console, the trunk's "
+            "Recording setting), not from here."
+        )
+    return ""
+
+
 def auto_record_blocker(settings: ConsoleSettings, simulator: bool) -> str:
     """Why calls are not recorded automatically ("" when they are)."""
     if not settings.record_calls:

@@ -14,7 +14,13 @@ import respx
 
 from console import recording
 from console import settings as console_settings
-from console.recording import CallRecording, Recorder, auto_record_blocker, should_record
+from console.recording import (
+    CallRecording,
+    Recorder,
+    auto_record_blocker,
+    not_recordable,
+    should_record,
+)
 from console.settings import ConsoleSettings
 from console.twilio_service import twilio
 from shared.secret import Secret
@@ -168,3 +174,9 @@ def test_a_running_recording_ends_with_its_call() -> None:
         f"recording {REC} ended with the call (automatic), dual channel"
     )
     assert "stopped" in CallRecording(CALL, REC, "stopped").describe(call_live=False)
+
+
+def test_only_calls_twilio_carries_to_the_relay_can_be_recorded_from_the_console() -> None:
+    assert not_recordable("inbound") == not_recordable("outbound") == ""
+    assert "nothing to record" in not_recordable("browser")
+    assert "SIP Trunk" in not_recordable("sip")

@@ -175,6 +175,9 @@ async def test_talk_to_the_agent_from_the_browser(stack: dict[str, Any]) -> None
             await expect(row).to_have_attribute("data-direction", "browser")
             await expect(row).to_contain_text("browser call")
             await expect(page.locator("#transcript-call")).to_have_text(call_sid)
+            # No Twilio call to record: the recording controls say so and stay off.
+            await expect(page.locator("#rec-note")).to_contain_text("does not go through Twilio")
+            await expect(page.locator("#rec-start")).to_be_disabled()
             transcript = page.locator("#transcript")
             await expect(transcript.locator(".line-caller").first).to_be_visible(timeout=15000)
             await expect(transcript.locator(".line-assistant").first).to_be_visible()

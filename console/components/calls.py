@@ -174,10 +174,10 @@ def outbound_panel() -> rx.Component:
 
 
 def recording_controls() -> rx.Component:
+    off = TWILIO_OFF | (FeedState.recording_note != "")
+
     def button(label: str, on_click: Any, id: str) -> rx.Component:
-        return rx.button(
-            label, size="1", variant="soft", on_click=on_click, disabled=TWILIO_OFF, id=id
-        )
+        return rx.button(label, size="1", variant="soft", on_click=on_click, disabled=off, id=id)
 
     return rx.vstack(
         rx.text("Recording of the selected call", size="2", weight="medium"),
@@ -189,6 +189,10 @@ def recording_controls() -> rx.Component:
             button("List", PhoneState.list_recordings, "rec-list"),
             spacing="1",
             wrap="wrap",
+        ),
+        rx.cond(
+            FeedState.recording_note != "",
+            rx.text(FeedState.recording_note, size="1", color_scheme="gray", id="rec-note"),
         ),
         _message(PhoneState.rec_message, PhoneState.rec_error, "rec-message"),
         recording_status(),

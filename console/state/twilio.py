@@ -216,11 +216,6 @@ class PhoneState(AuthState):
             RECORDER.want(placed.sid)  # recorded (dual channel) once the relay has the call
         self._ok(f"Calling {call.to} from {call.from_}: {placed.sid} ({placed.status})")
 
-    async def _selected_call(self) -> str:
-        from console.state.feed import FeedState
-
-        return (await self.get_state(FeedState)).selected
-
     async def _publish(self, rec: CallRecording) -> None:
         from console.state.feed import FeedState, broadcast, recording_event
 
@@ -238,10 +233,15 @@ class PhoneState(AuthState):
         if why := await self._unavailable():
             self._rec(why, True)
             return ""
-        call_sid = await self._selected_call()
-        if not call_sid:
+        from console.state.feed import FeedState
+
+        feed = await self.get_state(FeedState)
+        if not feed.selected:
             self._rec("Select a call first.", True)
-        return call_sid
+        elif feed.recording_note:
+            self._rec(feed.recording_note, True)
+            return ""
+        return feed.selected
 
     @rx.event
     async def start_recording(self) -> None:
