@@ -21,7 +21,15 @@ from typing import Any
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from . import inproc, report
-from .scale import WORKER_KINDS, Timing, budgets_available, run_point, summarize, wait_quiet
+from .scale import (
+    WORKER_KINDS,
+    Timing,
+    budgets_available,
+    run_point,
+    run_side_by_side,
+    summarize,
+    wait_quiet,
+)
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -117,6 +125,30 @@ def measure(kind: str, n: int, t: Timing, prof: str | None) -> dict[str, Any]:
     return s
 
 
+def measure_side_by_side(kinds: list[str], n: int, t: Timing) -> list[dict[str, Any]]:
+    """One scale point of several servers at once (`run_side_by_side`)."""
+    points = [summarize(r) for r in run_side_by_side(kinds, n, t)]
+    for kind, s in zip(kinds, points, strict=True):
+        s["broke"], s["gen_limited"] = broke(s), gen_limited(s)
+        s["beside"] = [k for k in kinds if k != kind]
+    return points
+
+
+def median_pair(
+    runs: dict[str, list[dict[str, Any]]], pair: list[str]
+) -> dict[str, dict[str, Any]]:
+    """The pair of runs (first kind over second, same window) whose CPU ratio is the median;
+    every pair's ratio is kept on the first kind's run."""
+    first, second = (runs[k] for k in pair)
+    ratios = [
+        a["server_cpu_ms_per_call_s"] / max(1e-9, b["server_cpu_ms_per_call_s"])
+        for a, b in zip(first, second, strict=True)
+    ]
+    m = sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]
+    first[m]["pair_ratios"] = ratios
+    return {pair[0]: first[m], pair[1]: second[m]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="about a minute instead of ~10")
@@ -131,7 +163,8 @@ def main() -> int:
         "--repeat",
         type=int,
         default=None,
-        help=f"runs per server at {sorted(RATIO_NS)} calls, median reported (full: 3, quick: 1)",
+        help=f"runs per server at {sorted(RATIO_NS)} calls (the relay and its floor: pairs run "
+        "side by side), the median reported (full: 5, quick: 1)",
     )
     ap.add_argument("--profile", action="store_true", help="py-spy the relay at each N")
     ap.add_argument("--only", help="comma list of: hop,scale,workers,first,barge")
@@ -139,7 +172,7 @@ def main() -> int:
     args = ap.parse_args()
     quick = args.quick
     if args.repeat is None:
-        args.repeat = 1 if quick else 3
+        args.repeat = 1 if quick else 5
     ns = [int(x) for x in args.ns.split(",")] if args.ns else (QUICK_NS if quick else FULL_NS)
     only = set(args.only.split(",")) if args.only else {"hop", "scale", "workers", "first", "barge"}
     worker_ns = (
@@ -206,29 +239,41 @@ def main() -> int:
         stopped: dict[str, str] = {}
         for n in ns:
             t = scale_t(n)
-            # CPU per call-second of separate runs varies by +-15% on a shared VM: where a
-            # target compares two servers, each is measured `repeat` times, interleaved, and
-            # the median run is reported (every run's CPU is kept in the JSON).
+            # CPU per call-second of separate runs moves by up to 2x on a shared VM: where a
+            # target compares the relay with its floor, the two run side by side `repeat`
+            # times and the pair with the median ratio is reported (every pair in the JSON);
+            # without that pair, each server is measured `repeat` times, median kept.
             reps = args.repeat if n in RATIO_NS else 1
             runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in servers}
+            paired = [k for k in ("relay", FLOOR) if k in servers] if n in RATIO_NS else []
+            paired = paired if len(paired) == 2 and not set(paired) & set(stopped) else []
             for rep in range(reps):
+                label = f" (run {rep + 1}/{reps})" if reps > 1 else ""
+                if paired:
+                    cost = 2 * (t.measure_s + t.ramp_s + 8) / reps
+                    bar.set_postfix_str(f"scale: {n} calls, {' beside '.join(paired)}{label}")
+                    for kind, point in zip(paired, measure_side_by_side(paired, n, t), strict=True):
+                        runs[kind].append(point)
+                    step(f"{n} calls side by side", cost)
                 for kind in servers:
                     cost = (t.measure_s + t.ramp_s + 8) / reps
+                    if kind in paired or (paired and rep):
+                        continue  # the others are measured once where the pair is
                     if kind in stopped:
                         step("skipped", cost)
                         continue
-                    label = f" (run {rep + 1}/{reps})" if reps > 1 else ""
                     bar.set_postfix_str(f"scale: {n} calls, {kind}{label}")
                     prof = (
                         os.path.join(RESULTS, f"{stamp}-pyspy-{kind}-{n}") if args.profile else None
                     )
                     runs[kind].append(measure(kind, n, t, prof))
                     step(f"{n} calls {kind}", cost)
+            chosen = median_pair(runs, paired) if paired else {}
             for kind in servers:
                 if not runs[kind]:
                     continue
                 ordered = sorted(runs[kind], key=lambda r: r["server_cpu_ms_per_call_s"])
-                s = ordered[len(ordered) // 2]
+                s = chosen.get(kind) or ordered[len(ordered) // 2]
                 if len(ordered) > 1:
                     s["cpu_runs"] = [r["server_cpu_ms_per_call_s"] for r in runs[kind]]
                 scale[kind].append(s)

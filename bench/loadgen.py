@@ -469,6 +469,7 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
     pid = int(cfg["server_pid"])
     # Several processes make the server (workers, their parent, Redis): CPU and memory of all.
     pids = [int(p) for p in cfg.get("server_pids") or [pid]]
+    aux = [int(p) for p in cfg.get("aux_pids") or []]  # Redis: measured, not the server's
     rss0 = _sum(rss_bytes, pids)
     pacer = Pacer(int(cfg.get("phases", 20)))
     callers: list[Caller] = []
@@ -489,11 +490,11 @@ async def drive(cfg: dict[str, Any]) -> dict[str, Any]:
     await asyncio.sleep(float(cfg["warm_s"]))
     # --- measurement window ---
     live_at_start = sum(1 for c in callers if c.transport is not None)
-    start = Snapshot.take(pid, pids, loop.time())
+    start = Snapshot.take(pid, pids, loop.time(), aux)
     STATS.recording = True
     await asyncio.sleep(float(cfg["measure_s"]))
     STATS.recording = False
-    end = Snapshot.take(pid, pids, loop.time())
+    end = Snapshot.take(pid, pids, loop.time(), aux)
     rss1 = _sum(rss_bytes, pids)
     per_process = [cpu_seconds(p) for p in pids]
     live_at_end = sum(1 for c in callers if c.transport is not None)

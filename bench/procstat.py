@@ -56,16 +56,18 @@ class Snapshot:
 
     at: float
     server_cpu: float
+    aux_cpu: float  # services the server uses but a deployment runs elsewhere (Redis)
     gen_cpu: float
     machine_busy: float
     server_user_system: tuple[float, float]  # of the main server process
     server_switches: int
 
     @classmethod
-    def take(cls, pid: int, pids: list[int], at: float) -> Snapshot:
+    def take(cls, pid: int, pids: list[int], at: float, aux: list[int] | None = None) -> Snapshot:
         return cls(
             at=at,
             server_cpu=sum(cpu_seconds(p) for p in pids),
+            aux_cpu=sum(cpu_seconds(p) for p in aux or ()),
             gen_cpu=cpu_seconds(os.getpid()),
             machine_busy=machine_busy_seconds(),
             server_user_system=user_system_seconds(pid),
@@ -76,13 +78,15 @@ class Snapshot:
 def window(start: Snapshot, end: Snapshot) -> dict[str, float]:
     """What the window between two snapshots cost, as the generators report it."""
     server, gen = end.server_cpu - start.server_cpu, end.gen_cpu - start.gen_cpu
+    aux = end.aux_cpu - start.aux_cpu
     return {
         "window_s": end.at - start.at,
         "server_cpu_s": server,
         "gen_cpu_s": gen,
+        "aux_cpu_s": aux,
         "server_user_s": end.server_user_system[0] - start.server_user_system[0],
         "server_system_s": end.server_user_system[1] - start.server_user_system[1],
         "server_ctx_switches": end.server_switches - start.server_switches,
         # everything else the machine ran meanwhile (other processes), in core-seconds
-        "other_cpu_s": max(0.0, (end.machine_busy - start.machine_busy) - server - gen),
+        "other_cpu_s": max(0.0, (end.machine_busy - start.machine_busy) - server - gen - aux),
     }

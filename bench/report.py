@@ -69,7 +69,13 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
                 continue
             ratio = mine["server_cpu_ms_per_call_s"] / base["server_cpu_ms_per_call_s"]
             runs = ""
-            if "cpu_runs" in mine and "cpu_runs" in base:
+            if "pair_ratios" in mine:  # run side by side: each pair shared one window
+                pairs = mine["pair_ratios"]
+                runs = (
+                    f"; the median of {len(pairs)} pairs run side by side, whose ratios were "
+                    f"{', '.join(_f(x) for x in sorted(pairs))}"
+                )
+            elif "cpu_runs" in mine and "cpu_runs" in base:
                 runs = (
                     f"; medians of {len(mine['cpu_runs'])} runs each: relay "
                     f"{', '.join(_f(x) for x in mine['cpu_runs'])}, pass-through "
@@ -207,7 +213,11 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
             "Latencies in ms, as measured (harness included); CPU from /proc utime+stime "
             "over the measurement window. *Other load* is what the rest of the machine ran "
             "meanwhile (other processes, in % of one core, from /proc/stat): on a shared "
-            "2-core box it is the main source of latency noise.",
+            "2-core box it is the main source of latency noise. Where the relay's CPU is "
+            "compared with the aiohttp pass-through's (50 and 100 calls), the two run side "
+            "by side, each with its own generator, started together, so that each pair "
+            "meets the same machine in the same window; the row shown is the pair with the "
+            "median ratio.",
             "",
             "| N | server | in p50 | in p99 | out p50 | out p99 | lost | reord | "
             "CPU ms/call-s | server core | RSS MB | KB/call | gen core | gen lag p99 | "
@@ -217,6 +227,8 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
         rows = [(p["calls"], kind, p) for kind in scale for p in scale[kind]]
         for n, kind, p in sorted(rows, key=lambda r: (r[0], r[1] != "relay")):
             note = p.get("broke") or p.get("gen_limited") or ""
+            if p.get("beside") and not note:  # its other load includes that server's
+                note = f"run beside {', '.join(p['beside'])}"
             out.append(
                 f"| {n} | {kind} | {_f(p['in_lat']['p50'])} | {_f(p['in_lat']['p99'], 1)} | "
                 f"{_f(p['out_lat']['p50'])} | {_f(p['out_lat']['p99'], 1)} | "
@@ -299,14 +311,16 @@ def _workers_section(wk: dict[str, Any]) -> list[str]:
         "period), all on core 0; the generator has core 1. So two workers get twice the CPU "
         "of one, as two cores would give them, while the generator keeps a core of its own "
         "(this machine has two). `relay-1w`: the default relay, one process, no Redis. "
-        "`relay-2w`: `RELAY_WORKERS=2` and a Redis (its CPU counted with the server's). A "
+        "`relay-2w`: `RELAY_WORKERS=2` and a Redis, which runs on the generator's core as a "
+        "deployment runs it on a machine of its own; its CPU is the *Redis* column, not "
+        "the server's. A "
         f"point passes with no frame lost and p99 under {wk['p99_ms']:.0f} ms both ways; "
         "each series climbs until its first failure, then is bisected between its last "
         "pass and that failure down to 25 calls.",
         "",
         "| N | server | in p50 | in p99 | out p50 | out p99 | lost | CPU ms/call-s | "
-        "of budget | gen core | other load | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "of budget | Redis ms/call-s | gen core | other load | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = [(p["calls"], kind, p) for kind in wk["rows"] for p in wk["rows"][kind]]
     for n, kind, p in sorted(rows, key=lambda r: (r[0], r[1])):
@@ -316,7 +330,8 @@ def _workers_section(wk: dict[str, Any]) -> list[str]:
             f"| {n} | {kind} | {_f(p['in_lat']['p50'])} | {_f(p['in_lat']['p99'], 1)} | "
             f"{_f(p['out_lat']['p50'])} | {_f(p['out_lat']['p99'], 1)} | "
             f"{p['frames_lost'] + p['media_lost']} | {_f(p['server_cpu_ms_per_call_s'])} | "
-            f"{100 * used:.0f}% | {100 * p['gen_cpu_frac']:.0f}% | "
+            f"{100 * used:.0f}% | {_f(p.get('aux_cpu_ms_per_call_s', 0.0), 3)} | "
+            f"{100 * p['gen_cpu_frac']:.0f}% | "
             f"{100 * p.get('other_cpu_frac', 0):.0f}% | {note} |"
         )
     cap = wk["capacity"]

@@ -4,7 +4,8 @@ generator (lean callers + lean model) pinned to the other, N calls, numbers back
 `relay-1w` and `relay-2w` compare one relay process with two workers (RELAY_WORKERS=2 and
 a Redis): the generator needs a core of its own on this 2-core machine, so each worker
 gets an equal CPU budget instead of a core (a cgroup quota, `CpuBudget`), all on core 0.
-Two workers thus get twice the CPU of one, as two cores would give them."""
+Two workers thus get twice the CPU of one, as two cores would give them. Redis runs on the
+generator's core (a deployment gives it a machine of its own) and is measured apart."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -185,9 +187,11 @@ def run_point(
     script: dict[str, Any] | None = None,
     quiet: bool = True,
     share: float = 0.25,
+    gate: threading.Barrier | None = None,
 ) -> dict[str, Any]:
     """Run `calls` concurrent calls through `kind` ("relay" or "passthrough"); the worker
-    kinds get `share` of a core per worker."""
+    kinds get `share` of a core per worker. `gate`: wait there with the points run beside
+    this one, so that all start their calls, and so their windows, at the same moment."""
     busy_before = wait_quiet() if quiet else None
     generator = "bench.sip_load" if kind in SIP_KINDS else "bench.loadgen"
     gen = subprocess.Popen(
@@ -223,7 +227,9 @@ def run_point(
 
             redis = RedisServer.start()
             env["REDIS_URL"] = redis.url
-            subprocess.run(["taskset", "-pc", SERVER_CORE, str(redis.proc.pid)], check=False,
+            # A deployment runs Redis as a service of its own (Railway's plug-in, compose's
+            # redis container), not on the relay's cores: here it shares the generator's.
+            subprocess.run(["taskset", "-pc", GEN_CORE, str(redis.proc.pid)], check=False,
                            capture_output=True)  # fmt: skip
         server = subprocess.Popen(
             [*_taskset(SERVER_CORE), *cmd],
@@ -243,12 +249,11 @@ def run_point(
                 budget = CpuBudget(f"relay-bench-{os.getpid()}-{i}", share)
                 budget.add(pid)
                 budgets.append(budget)
-            if redis is not None:
-                pids.append(redis.proc.pid)
         cfg = {
             "base_url": f"http://127.0.0.1:{port}",
             "server_pid": server.pid,
             "server_pids": pids,
+            "aux_pids": [redis.proc.pid] if redis is not None else [],
             "calls": calls,
             "auth_token": AUTH_TOKEN,
             "ramp_s": timing.ramp_s,
@@ -271,6 +276,8 @@ def run_point(
                     f"--duration 1 --format raw --output /dev/null --nonblocking >/dev/null 2>&1",
                 ],
             )
+        if gate is not None:
+            gate.wait(timeout=120)
         gen.stdin.write((json.dumps(cfg) + "\n").encode())
         gen.stdin.flush()
         result: dict[str, Any] | None = None
@@ -312,6 +319,32 @@ def run_point(
         errlog.close()
 
 
+def run_side_by_side(kinds: list[str], calls: int, timing: Timing) -> list[dict[str, Any]]:
+    """The same point for several servers at once, each with its own generator, started
+    together: every server meets the same machine in the same window, which separate runs
+    on a shared VM do not (their CPU per call-second moves by up to 2x from run to run)."""
+    wait_quiet()
+    gate = threading.Barrier(len(kinds))
+    results: list[dict[str, Any] | BaseException] = [RuntimeError("not run")] * len(kinds)
+
+    def one(i: int, kind: str) -> None:
+        try:
+            results[i] = run_point(kind, calls, timing, quiet=False, gate=gate)
+        except BaseException as exc:  # reported below, in the caller's thread
+            gate.abort()
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i, k)) for i, k in enumerate(kinds)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results  # type: ignore[return-value]
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -335,6 +368,7 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
     live = max(1, r["live_at_end"])
     call_s = live * r["window_s"]
     out["server_cpu_ms_per_call_s"] = 1000 * r["server_cpu_s"] / call_s
+    out["aux_cpu_ms_per_call_s"] = 1000 * r.get("aux_cpu_s", 0.0) / call_s
     out["server_cpu_frac"] = r["server_cpu_s"] / r["window_s"]
     out["gen_cpu_frac"] = r["gen_cpu_s"] / r["window_s"]
     out["other_cpu_frac"] = r.get("other_cpu_s", 0.0) / r["window_s"]
