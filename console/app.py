@@ -30,6 +30,7 @@ from console.state.auth import AuthState
 from console.state.feed import FeedState
 from console.state.history import CallDetailState, HistoryState
 from console.state.profiles import ProfilesState
+from console.state.softphone import SoftphoneState
 from console.state.twilio import ChecklistState, PhoneState
 
 # One column on a phone (someone on call duty checks it there), three from 62em up.
@@ -85,7 +86,13 @@ app.add_page(
     index,
     route="/",
     title="Phone relay console",
-    on_load=[AuthState.require_login, FeedState.start_feed, PhoneState.init, ChecklistState.check],
+    on_load=[
+        AuthState.require_login,
+        FeedState.start_feed,
+        PhoneState.init,
+        ChecklistState.check,
+        SoftphoneState.load_numbers,
+    ],
 )
 # Every page keeps this browser's relay feed going (the top bar says if the relay is up).
 # The detail route comes first: a dynamic route must be added before its parent's.

@@ -2,7 +2,8 @@
 
 The page never talks to the relay and never holds the relay's token. A logged-in page gets
 a ticket from its Reflex state (like a recording's signed path): an HMAC, keyed by
-CONSOLE_PASSWORD, over a CallSid this backend made, the audio choice and an expiry. With it
+CONSOLE_PASSWORD, over a CallSid this backend made, the audio choice, the number it calls as
+(its agent profile; empty for the default) and an expiry. With it
 the page opens `/_console/softphone`; the backend opens `/browser-call` with the console
 token, sends Twilio's `connected` and `start` itself (so the page cannot name another call)
 and then moves frames: the page's `media`, `mark`, `dtmf` and `stop` to the relay, checked
@@ -33,6 +34,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from console import settings as console_settings
+from console.phone import E164
 from shared.secret import Secret
 
 log = logging.getLogger("console.softphone")
@@ -66,6 +68,7 @@ class Ticket:
     call_sid: str
     audio: str
     expires: int
+    to: str = ""  # E.164: the number the call is placed to (its profile); "" the default
 
 
 def _sig(password: Secret, body: str) -> str:
@@ -73,27 +76,32 @@ def _sig(password: Secret, body: str) -> str:
     return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
 
 
-def issue_ticket(password: Secret, audio: str, now: float) -> tuple[Ticket, str]:
-    """A ticket for one new browser call, and its text for the page's socket URL."""
+def issue_ticket(password: Secret, audio: str, now: float, to: str = "") -> tuple[Ticket, str]:
+    """A ticket for one new browser call, and its text for the page's socket URL (a
+    query value: quote it, `+` is a space there)."""
     if audio not in AUDIO:
         raise ValueError(f"audio must be one of {', '.join(AUDIO)}")
-    ticket = Ticket(new_call_sid(), audio, int(now) + TICKET_TTL_S)
-    body = f"{ticket.call_sid}.{ticket.audio}.{ticket.expires}"
+    if to and not E164.fullmatch(to):
+        raise ValueError("the number to call as must be E.164, like +14155550100")
+    ticket = Ticket(new_call_sid(), audio, int(now) + TICKET_TTL_S, to)
+    body = f"{ticket.call_sid}.{ticket.audio}.{ticket.to}.{ticket.expires}"
     return ticket, f"{body}.{_sig(password, body)}"
 
 
 def read_ticket(password: Secret, text: str, now: float) -> Ticket | None:
     """The ticket if `text` is one this console issued and it has not expired."""
     parts = text.split(".")
-    if not password or len(parts) != 4:
+    if not password or len(parts) != 5:
         return None
-    call_sid, audio, expires, sig = parts
-    body = f"{call_sid}.{audio}.{expires}"
+    call_sid, audio, to, expires, sig = parts
+    body = f"{call_sid}.{audio}.{to}.{expires}"
     if not hmac.compare_digest(_sig(password, body), sig):
         return None
     if not BROWSER_CALL_SID.match(call_sid) or audio not in AUDIO or not expires.isdigit():
         return None
-    return Ticket(call_sid, audio, int(expires)) if int(expires) > now else None
+    if to and not E164.fullmatch(to):
+        return None
+    return Ticket(call_sid, audio, int(expires), to) if int(expires) > now else None
 
 
 @dataclass
@@ -222,7 +230,11 @@ class CallFrames:
             "streamSid": sid,
             "callSid": self.ticket.call_sid,
             "tracks": ["inbound"],
-            "customParameters": {"audio": self.ticket.audio},
+            "customParameters": (
+                {"audio": self.ticket.audio, "to": self.ticket.to}
+                if self.ticket.to
+                else {"audio": self.ticket.audio}
+            ),
             "mediaFormat": (
                 {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
                 if self.ticket.audio == "pcmu"

@@ -115,8 +115,12 @@ def new_sid(prefix: str) -> str:
     return prefix + secrets.token_hex(16)
 
 
-def start_frame(call_sid: str, stream_sid: str, audio_choice: str | None = None) -> str:
+def start_frame(
+    call_sid: str, stream_sid: str, audio_choice: str | None = None, to: str = ""
+) -> str:
     params = {"audio": audio_choice} if audio_choice else {}
+    if to:
+        params["to"] = to
     start = {
         "streamSid": stream_sid,
         "callSid": call_sid,
@@ -159,13 +163,43 @@ async def relay() -> AsyncIterator[RunningRelay]:
 
 
 async def _browser_call(
-    http: aiohttp.ClientSession, relay: RunningRelay, call_sid: str, audio_choice: str | None
+    http: aiohttp.ClientSession,
+    relay: RunningRelay,
+    call_sid: str,
+    audio_choice: str | None,
+    to: str = "",
 ) -> Browser:
     ws = await http.ws_connect(f"{relay.ws_url}/browser-call", headers=AUTH)
     stream_sid = new_sid("MZ")
     await ws.send_str(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-    await ws.send_str(start_frame(call_sid, stream_sid, audio_choice))
+    await ws.send_str(start_frame(call_sid, stream_sid, audio_choice, to))
     return Browser(ws, stream_sid)
+
+
+async def test_a_browser_call_placed_as_a_number_talks_to_its_profile(relay: RunningRelay) -> None:
+    # The console's "call as" picker: the number travels as Twilio's `To` would.
+    async with aiohttp.ClientSession() as http:
+        for method, path, body in (
+            ("PUT", "/api/profiles/pizza", {"instructions": "You are the pizza line."}),
+            ("PUT", "/api/numbers/+15550009999", {"profile": "pizza"}),
+        ):
+            async with http.request(
+                method, f"{relay.base_url}{path}", json=body, headers=AUTH
+            ) as r:
+                assert r.status < 300, await r.text()
+        async with http.ws_connect(f"{relay.ws_url}/logs", headers=AUTH) as logs:
+            await next_event(logs, "relay.hello")
+            browser = await _browser_call(http, relay, new_sid("BR"), None, to="+15550009999")
+            started = await next_event(logs, "call.started")
+            plain = await _browser_call(http, relay, new_sid("BR"), None)
+            first, second = relay.sim.sessions[0], await relay.sim.wait_for_session(2)
+            as_pizza = await first.wait_for("session.update")
+            as_default = await second.wait_for("session.update")
+            await browser.ws.close()
+            await plain.ws.close()
+    assert (started["call"]["to"], started["call"]["direction"]) == ("+15550009999", "browser")
+    assert as_pizza["session"]["instructions"] == "You are the pizza line."
+    assert as_default["session"]["instructions"] != "You are the pizza line."
 
 
 async def test_a_wideband_browser_call_is_a_call_in_pcm24_end_to_end(relay: RunningRelay) -> None:

@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -50,18 +51,32 @@ def test_a_ticket_names_a_new_browser_call_and_expires() -> None:
 
 
 def test_a_ticket_cannot_be_edited_to_name_another_call_or_format() -> None:
-    _, text = softphone.issue_ticket(PW, "pcmu", now=1000.0)
-    sid, audio, expires, sig = text.split(".")
+    _, text = softphone.issue_ticket(PW, "pcmu", now=1000.0, to="+14155550100")
+    sid, audio, to, expires, sig = text.split(".")
+    assert to == "+14155550100"
     for forged in (
-        f"BR{'0' * 32}.{audio}.{expires}.{sig}",
-        f"{sid}.pcm24.{expires}.{sig}",
-        f"{sid}.{audio}.{int(expires) + 3600}.{sig}",
-        f"{sid}.{audio}.{expires}",
+        f"BR{'0' * 32}.{audio}.{to}.{expires}.{sig}",
+        f"{sid}.pcm24.{to}.{expires}.{sig}",
+        f"{sid}.{audio}.+14155550199.{expires}.{sig}",  # another number: another profile
+        f"{sid}.{audio}..{expires}.{sig}",
+        f"{sid}.{audio}.{to}.{int(expires) + 3600}.{sig}",
+        f"{sid}.{audio}.{expires}.{sig}",
         "",
     ):
         assert softphone.read_ticket(PW, forged, now=1001.0) is None
     with pytest.raises(ValueError, match="audio must be one of"):
         softphone.issue_ticket(PW, "opus", now=1000.0)
+    for number in ("14155550100", "+1 415 555 0100", "+14155550100\n", "+0123456789"):
+        with pytest.raises(ValueError, match=r"E\.164"):
+            softphone.issue_ticket(PW, "pcmu", now=1000.0, to=number)
+
+
+def test_a_call_placed_as_a_number_reaches_the_relay_with_it_as_to() -> None:
+    t, text = softphone.issue_ticket(PW, "pcmu", now=1000.0, to="+14155550100")
+    assert softphone.read_ticket(PW, text, now=1001.0) == t
+    _, start = (tw.decode_inbound(f) for f in softphone.CallFrames(t).opening())
+    assert isinstance(start, tw.Start)
+    assert start.start.customParameters == {"audio": "pcmu", "to": "+14155550100"}
 
 
 def test_a_ticket_opens_one_call_only() -> None:
@@ -372,7 +387,8 @@ def test_the_route_refuses_before_accepting_without_a_valid_unused_ticket(
             with client.websocket_connect(softphone.PATH + query):
                 pass
         assert refused.value.code == 1008
-    _, good = softphone.issue_ticket(PW, "pcmu", now=time.time())
+    _, good = softphone.issue_ticket(PW, "pcmu", now=time.time(), to="+14155550100")
+    good = quote(good, safe="")  # as the page gets it: `+` would be a space in a query
     with client.websocket_connect(f"{softphone.PATH}?ticket={good}") as ws:
         ended = ws.receive_json()  # accepted; the relay is not there, and the page hears so
         assert ended["event"] == "ended" and "cannot reach the relay" in ended["reason"]

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from test_console_browser import (
     ARTIFACTS,
@@ -34,6 +35,7 @@ from test_console_browser import (
     CONSOLE_START_TIMEOUT_S,
     PASSWORD,
     ROOT,
+    TOKEN,
     WIDE,
     console_stack,
 )
@@ -83,7 +85,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     model_url = await model.start()
     stack = console_stack("softphone-", model_url, tmp_path / "relay-data", RELAY_DRAIN_SECONDS="1")
     try:
-        async with stack as (_, console_url, relay, console):
+        async with stack as (relay_url, console_url, relay, console):
+            # A profile the softphone can call as (the Talk panel's "call as" picker).
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as h:
+                for path, body in (
+                    ("/api/profiles/pizza", {"instructions": "You are the pizza line."}),
+                    ("/api/numbers/+15550009999", {"profile": "pizza"}),
+                ):
+                    async with h.put(relay_url + path, json=body) as resp:
+                        assert resp.status < 300, await resp.text()
             yield {
                 "model": model,
                 "url": console_url,
@@ -228,9 +238,12 @@ async def test_talk_to_the_agent_from_the_browser(stack: dict[str, Any]) -> None
             await expect(page.locator("#end-reason")).to_contain_text("caller hung up")
             await expect(page.locator("#talk")).to_be_visible()
 
-            # 5. Wideband: 24 kHz PCM16 end to end; hung up from the console's calls panel.
+            # 5. Wideband: 24 kHz PCM16 end to end, called as the pizza line's number (its
+            # profile answers); hung up from the console's calls panel.
             await page.locator("#softphone-audio").click()
             await page.get_by_role("option", name="Wideband (24 kHz PCM)").click()
+            await page.locator("#softphone-call-as").click()
+            await page.get_by_role("option", name="+15550009999 (pizza)").click()
             await page.click("#talk")
             await until(page, "s.state === 'live' && s.audio === 'pcm24'")
             wide_sid = (await stats(page))["callSid"]
@@ -240,6 +253,8 @@ async def test_talk_to_the_agent_from_the_browser(stack: dict[str, Any]) -> None
             pcm24 = {"type": "audio/pcm", "rate": 24000}
             assert wide.effective["audio"]["input"]["format"] == pcm24
             assert wide.effective["audio"]["output"]["format"] == pcm24
+            assert wide.effective["instructions"] == "You are the pizza line."
+            assert session.effective["instructions"] != "You are the pizza line."
             await wide.wait_sent("response.output_audio.delta", timeout=20)
             await until(page, "s.msPlayed > 500")
             assert all(len(a) == 960 for a in appends_since(wide, 0))  # 20 ms of 24 kHz PCM16

@@ -15,7 +15,7 @@ from reflex_base.event import EventSpec
 
 from console.components.common import panel
 from console.components.media import backend_url
-from console.state.softphone import SoftphoneState
+from console.state.softphone import DEFAULT, SoftphoneState
 
 KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#")
 PHONE_JS = "window.phoneRelaySoftphone"
@@ -59,6 +59,22 @@ def softphone_panel() -> rx.Component:
                         on_change=SoftphoneState.set_audio,
                         size="1",
                     ),
+                    rx.cond(
+                        SoftphoneState.numbers.length() > 0,
+                        rx.select.root(
+                            rx.select.trigger(id="softphone-call-as", placeholder="Call as"),
+                            rx.select.content(
+                                rx.select.item("Default profile", value=DEFAULT),
+                                rx.foreach(
+                                    SoftphoneState.numbers,
+                                    lambda n: rx.select.item(n["label"], value=n["number"]),
+                                ),
+                            ),
+                            value=SoftphoneState.call_as,
+                            on_change=SoftphoneState.set_call_as,
+                            size="1",
+                        ),
+                    ),
                     rx.button(
                         "Talk",
                         size="1",
@@ -70,7 +86,8 @@ def softphone_panel() -> rx.Component:
                     wrap="wrap",
                 ),
                 rx.text(
-                    "Your microphone, through the relay, with this console's settings and tools.",
+                    "Your microphone, through the relay, with this console's settings and tools "
+                    "(or, called as a number, with that number's profile).",
                     size="1",
                     color_scheme="gray",
                 ),
