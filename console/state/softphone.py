@@ -37,24 +37,29 @@ class SoftphoneState(AuthState):
         if self.authed() and (value == DEFAULT or any(n["number"] == value for n in self.numbers)):
             self.call_as = value
 
-    @rx.event
+    @rx.event(background=True)
     async def load_numbers(self) -> None:
         """The numbers with a profile, to call as one of them; none if the store is away
-        (the Talk panel then just calls with the defaults)."""
-        if not self.authed():
-            return
+        (the Talk panel then just calls with the defaults). In the background: a relay slow
+        to answer must not hold up the page's other events."""
+        async with self:
+            if not self.authed():
+                return
+        numbers: list[dict[str, str]] = []
         try:
             async with history(console_settings.get()) as relay:
                 book = await relay.profiles()
         except HistoryError:
-            self.numbers = []
+            pass
         else:
-            self.numbers = [
+            numbers = [
                 {"number": number, "label": f"{number} ({name})"}
                 for number, name in sorted(book.numbers.items())
             ]
-        if not any(n["number"] == self.call_as for n in self.numbers):
-            self.call_as = DEFAULT
+        async with self:
+            self.numbers = numbers
+            if not any(n["number"] == self.call_as for n in numbers):
+                self.call_as = DEFAULT
 
     @rx.event
     async def talk(self) -> EventSpec | None:
