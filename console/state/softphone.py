@@ -16,6 +16,7 @@ from reflex_base.event import EventSpec
 from console import settings as console_settings
 from console import softphone
 from console.history import HistoryError, history
+from console.phone import E164
 from console.state.auth import AuthState
 from console.state.feed import FeedState
 
@@ -55,6 +56,7 @@ class SoftphoneState(AuthState):
             numbers = [
                 {"number": number, "label": f"{number} ({name})"}
                 for number, name in sorted(book.numbers.items())
+                if E164.fullmatch(number)  # what a ticket can carry
             ]
         async with self:
             self.numbers = numbers
