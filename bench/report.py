@@ -74,6 +74,8 @@ def markdown(res: dict[str, Any], json_name: str) -> str:
                 runs = (
                     f"; the median of {len(pairs)} pairs run side by side, whose ratios were "
                     f"{', '.join(_f(x) for x in sorted(pairs))}"
+                    if len(pairs) > 1
+                    else "; one pair, run side by side"
                 )
             elif "cpu_runs" in mine and "cpu_runs" in base:
                 runs = (
