@@ -128,3 +128,18 @@ async def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not pred():  # noqa: ASYNC110 -- polling a state, bounded by the timeout
             await asyncio.sleep(0.02)
+
+
+async def give_number_a_profile(
+    base_url: str, token: str, number: str, name: str, profile: dict[str, Any]
+) -> None:
+    """Save the agent profile `name` and send calls to `number` to it, through the relay's
+    history API (`PUT /api/profiles/{name}`, `PUT /api/numbers/{number}`)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        for path, body in (
+            (f"/api/profiles/{name}", profile),
+            (f"/api/numbers/{number}", {"profile": name}),
+        ):
+            async with http.put(base_url + path, json=body) as resp:
+                assert resp.status == 200, f"PUT {path}: {resp.status} {await resp.text()}"

@@ -17,7 +17,14 @@ from aiohttp import web
 from bridge_kit import connect, console, ev, model_events, start_response, twilio_frames
 
 from relay.call import CallBridge, CallConfig
-from relay.harness import RunningRelay, free_port, next_event, running_relay, wait_until
+from relay.harness import (
+    RunningRelay,
+    free_port,
+    give_number_a_profile,
+    next_event,
+    running_relay,
+    wait_until,
+)
 from relay.sim.script import ModelScript, Reply
 from shared import audio
 from shared.session import build_session
@@ -178,15 +185,9 @@ async def _browser_call(
 
 async def test_a_browser_call_placed_as_a_number_talks_to_its_profile(relay: RunningRelay) -> None:
     # The console's "call as" picker: the number travels as Twilio's `To` would.
+    pizza = {"instructions": "You are the pizza line."}
+    await give_number_a_profile(relay.base_url, TOKEN, "+15550009999", "pizza", pizza)
     async with aiohttp.ClientSession() as http:
-        for method, path, body in (
-            ("PUT", "/api/profiles/pizza", {"instructions": "You are the pizza line."}),
-            ("PUT", "/api/numbers/+15550009999", {"profile": "pizza"}),
-        ):
-            async with http.request(
-                method, f"{relay.base_url}{path}", json=body, headers=AUTH
-            ) as r:
-                assert r.status < 300, await r.text()
         async with http.ws_connect(f"{relay.ws_url}/logs", headers=AUTH) as logs:
             await next_event(logs, "relay.hello")
             browser = await _browser_call(http, relay, new_sid("BR"), None, to="+15550009999")

@@ -27,7 +27,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from test_console_browser import (
     ARTIFACTS,
@@ -39,6 +38,8 @@ from test_console_browser import (
     WIDE,
     console_stack,
 )
+
+from relay.harness import give_number_a_profile
 
 ANSWER_MS = 4000
 SPEECH = (0.3, 1.3)  # seconds of "speech" in each loop of the fake microphone
@@ -87,13 +88,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     try:
         async with stack as (relay_url, console_url, relay, console):
             # A profile the softphone can call as (the Talk panel's "call as" picker).
-            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as h:
-                for path, body in (
-                    ("/api/profiles/pizza", {"instructions": "You are the pizza line."}),
-                    ("/api/numbers/+15550009999", {"profile": "pizza"}),
-                ):
-                    async with h.put(relay_url + path, json=body) as resp:
-                        assert resp.status < 300, await resp.text()
+            pizza = {"instructions": "You are the pizza line."}
+            await give_number_a_profile(relay_url, TOKEN, "+15550009999", "pizza", pizza)
             yield {
                 "model": model,
                 "url": console_url,

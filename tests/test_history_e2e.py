@@ -14,7 +14,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from relay.harness import RunningRelay, next_event, running_relay, wait_until
+from relay.harness import (
+    RunningRelay,
+    give_number_a_profile,
+    next_event,
+    running_relay,
+    wait_until,
+)
 from relay.sim.caller import Hangup, Silence, Speak, WaitForAssistant, one_turn, place_call
 from relay.sim.script import ModelScript, Reply, ToolCall
 from relay.store.testing import PostgresServer
@@ -137,8 +143,7 @@ async def test_a_called_number_gets_its_profile(database: str) -> None:
         "greeting": "Pizza line, what can I get you?",
     }
     async with running_relay(env) as relay:
-        await api(relay, "PUT", "/api/profiles/pizza", profile)
-        await api(relay, "PUT", "/api/numbers/+15550009999", {"profile": "pizza"})
+        await give_number_a_profile(relay.base_url, TOKEN, "+15550009999", "pizza", profile)
         steps = [WaitForAssistant(timeout=8), Silence(300), Hangup()]
         pizza = await place_call(relay.base_url, steps=steps, to="+15550009999")
         other = await place_call(relay.base_url, steps=[Silence(300), Hangup()])

@@ -20,7 +20,13 @@ from openai.types.realtime import (
 )
 from test_openai_compat import assert_no_extra, validate
 
-from relay.harness import RunningRelay, next_event, running_relay, wait_until
+from relay.harness import (
+    RunningRelay,
+    give_number_a_profile,
+    next_event,
+    running_relay,
+    wait_until,
+)
 from relay.sim.caller import (
     Dtmf,
     Hangup,
@@ -56,14 +62,7 @@ async def test_a_sip_call_gets_its_numbers_profile_and_is_seen_and_stored(
     script = ModelScript(replies=[Reply("Support here, how can I help?", audio_ms=700)])
     async with running_relay(ENV, script) as relay, aiohttp.ClientSession() as http:
         profile = {"instructions": "You are the support line.", "voice": "cedar"}
-        for method, path, body in (
-            ("PUT", "/api/profiles/support", profile),
-            ("PUT", "/api/numbers/+15550003333", {"profile": "support"}),
-        ):
-            async with http.request(
-                method, f"{relay.base_url}{path}", json=body, headers=AUTH
-            ) as resp:
-                assert resp.status == 200, await resp.text()
+        await give_number_a_profile(relay.base_url, TOKEN, "+15550003333", "support", profile)
         ws = await console(relay, http)
         steps = [*TURN, Silence(200), Hangup()]
         record = await place_sip_call(relay.sim, relay.base_url, steps=steps, to="+15550003333")
