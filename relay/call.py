@@ -834,11 +834,11 @@ class CallBridge:
         return self.on_dtmf(ev.event, now) if ev.event else []
 
     def _on_function_call(self, ev: rt.FunctionCallArgumentsDone, now: float) -> list[Action]:
+        wall = self._wall(now)
         if ev.item_id not in self.conversation.by_id:
             item = rt.Item(type="function_call", id=ev.item_id)
-            self.conversation.added(item, None, self.upstream.gen, self._wall(now))
+            self.conversation.added(item, None, self.upstream.gen, wall)
         self.conversation.set_call(ev.item_id, ev.call_id, ev.name, ev.arguments)
-        wall = self._wall(now)
         if ev.name in self.config.backend_tools:
             self.pending_tools[ev.call_id] = (ev.name, float("inf"), ev.arguments, wall)
             return [
